@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+)
+
+// Config is the gateway's YAML configuration. Unknown keys are errors.
+// Every field documents its unit and default; Validate reports every
+// problem at once.
+type Config struct {
+	// Listen is the data-plane address. Default ":8080". The -listen flag
+	// overrides it.
+	Listen string `yaml:"listen"`
+	// TLS, when both files are set, serves HTTPS (HTTP/1.1 and HTTP/2) on
+	// Listen. AWS SDKs for Go send bearer tokens only over HTTPS.
+	TLS TLSConfig `yaml:"tls"`
+	// AWS says where AWS is.
+	AWS AWSConfig `yaml:"aws"`
+	// Session says how callers become STS sessions.
+	Session SessionConfig `yaml:"session"`
+	// Auth says how callers authenticate.
+	Auth AuthConfig `yaml:"auth"`
+	// Proxy tunes the data plane.
+	Proxy ProxyConfig `yaml:"proxy"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+
+	// dir is the directory of the config file; relative paths in the
+	// config are relative to it.
+	dir string
+}
+
+// TLSConfig names PEM files for the data-plane listener.
+type TLSConfig struct {
+	// CertFile is the PEM certificate chain. Default none (plain HTTP).
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key. Default none.
+	KeyFile string `yaml:"key_file"`
+}
+
+// AWSConfig locates AWS. The gateway's own identity (used only to call STS)
+// comes from the standard SDK credential chain: environment, shared
+// profile, web identity, container or instance role.
+type AWSConfig struct {
+	// Region is the AWS Region of Bedrock and STS. Default $AWS_REGION,
+	// then $AWS_DEFAULT_REGION.
+	Region string `yaml:"region"`
+	// STSEndpoint overrides the STS endpoint. Default
+	// $AWS_ENDPOINT_URL_STS, then the SDK's regional endpoint.
+	STSEndpoint string `yaml:"sts_endpoint"`
+	// BedrockRuntimeEndpoint overrides the Bedrock Runtime endpoint.
+	// Default $AWS_ENDPOINT_URL_BEDROCK_RUNTIME, then $AWS_ENDPOINT_URL,
+	// then https://bedrock-runtime.<region>.amazonaws.com.
+	BedrockRuntimeEndpoint string `yaml:"bedrock_runtime_endpoint"`
+}
+
+// SessionConfig maps callers to STS sessions.
+type SessionConfig struct {
+	// RoleARN is the Bedrock invocation role assumed for every caller.
+	// Required; from config only.
+	RoleARN string `yaml:"role_arn"`
+	// NamePrefix is prepended to each RoleSessionName, e.g. "gw-".
+	// Default none.
+	NamePrefix string `yaml:"name_prefix"`
+	// Duration is the requested session length (DurationSeconds),
+	// 15m..1h; a chained role allows at most one hour. Default 1h.
+	Duration time.Duration `yaml:"duration"`
+	// CacheSize is the most sessions kept at once (LRU); size it to
+	// concurrent users, not total users. Default 10000.
+	CacheSize int `yaml:"cache_size"`
+	// TagKeys names the session tag each identity attribute is sent as.
+	TagKeys TagKeysConfig `yaml:"tag_keys"`
+}
+
+// TagKeysConfig names session tag keys. A key left out takes its default;
+// a key set to "" is not sent.
+type TagKeysConfig struct {
+	// Team is the tag key for the caller's team. Default "team".
+	Team *string `yaml:"team"`
+	// Tenant is the tag key for the caller's tenant. Default "tenant".
+	Tenant *string `yaml:"tenant"`
+	// CostCenter is the tag key for the caller's cost center. Default
+	// "cost-center".
+	CostCenter *string `yaml:"cost_center"`
+	// User is the tag key for the caller's user ID. Default "" (not sent:
+	// the session name already carries it).
+	User *string `yaml:"user"`
+}
+
+// AuthConfig configures caller authentication.
+type AuthConfig struct {
+	// APIKeysFile is the key store written by `gateway keys create`.
+	// Required. Relative to the config file's directory.
+	APIKeysFile string `yaml:"api_keys_file"`
+}
+
+// ProxyConfig tunes the data plane.
+type ProxyConfig struct {
+	// BasePath serves the API under a prefix such as "/bedrock". Default
+	// none.
+	BasePath string `yaml:"base_path"`
+	// MaxBodyBytes bounds a request body, in bytes. Default 27262976
+	// (26 MiB: InvokeModel's 25,000,000-byte limit plus framing).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// loadConfig reads and strictly decodes a config file, applies defaults
+// and the environment, and validates it.
+func loadConfig(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := parseConfig(data, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.dir = filepath.Dir(abs)
+	return cfg, nil
+}
+
+// parseConfig decodes YAML with unknown keys refused, fills defaults from
+// getenv, and validates.
+func parseConfig(data []byte, getenv func(string) string) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decode: more than one YAML document")
+	}
+	cfg.applyDefaults(getenv)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func strPtr(s string) *string { return &s }
+
+func (c *Config) applyDefaults(getenv func(string) string) {
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.AWS.Region == "" {
+		c.AWS.Region = getenv("AWS_REGION")
+	}
+	if c.AWS.Region == "" {
+		c.AWS.Region = getenv("AWS_DEFAULT_REGION")
+	}
+	if c.AWS.STSEndpoint == "" {
+		c.AWS.STSEndpoint = getenv("AWS_ENDPOINT_URL_STS")
+	}
+	if c.AWS.BedrockRuntimeEndpoint == "" {
+		c.AWS.BedrockRuntimeEndpoint = getenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+	}
+	if c.AWS.BedrockRuntimeEndpoint == "" {
+		c.AWS.BedrockRuntimeEndpoint = getenv("AWS_ENDPOINT_URL")
+	}
+	if c.AWS.BedrockRuntimeEndpoint == "" && c.AWS.Region != "" {
+		c.AWS.BedrockRuntimeEndpoint = defaultBedrockEndpoint(c.AWS.Region)
+	}
+	if c.Session.Duration == 0 {
+		c.Session.Duration = time.Hour
+	}
+	if c.Session.CacheSize == 0 {
+		c.Session.CacheSize = 10000
+	}
+	tk := &c.Session.TagKeys
+	if tk.Team == nil {
+		tk.Team = strPtr("team")
+	}
+	if tk.Tenant == nil {
+		tk.Tenant = strPtr("tenant")
+	}
+	if tk.CostCenter == nil {
+		tk.CostCenter = strPtr("cost-center")
+	}
+	if tk.User == nil {
+		tk.User = strPtr("")
+	}
+	if c.Proxy.MaxBodyBytes == 0 {
+		c.Proxy.MaxBodyBytes = 26 << 20
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+// defaultBedrockEndpoint is the public Bedrock Runtime endpoint of a
+// Region (Bedrock Runtime endpoint rule set: amazonaws.com, and
+// amazonaws.com.cn in the China partition).
+func defaultBedrockEndpoint(region string) string {
+	suffix := "amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		suffix = "amazonaws.com.cn"
+	}
+	return "https://bedrock-runtime." + region + "." + suffix
+}
+
+// tenancyConfig is the session part of the config as pkg/tenancy takes it.
+func (c *Config) tenancyConfig() tenancy.Config {
+	return tenancy.Config{
+		RoleARN:           c.Session.RoleARN,
+		SessionNamePrefix: c.Session.NamePrefix,
+		Duration:          c.Session.Duration,
+		TagKeys: &tenancy.TagKeys{
+			Team:       *c.Session.TagKeys.Team,
+			Tenant:     *c.Session.TagKeys.Tenant,
+			CostCenter: *c.Session.TagKeys.CostCenter,
+			User:       *c.Session.TagKeys.User,
+		},
+	}
+}
+
+// Validate reports every problem in the config at once, each naming its
+// YAML path. It has no side effects.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen: %q is not host:port", c.Listen)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		add("tls: cert_file and key_file must be set together")
+	}
+	if c.AWS.Region == "" {
+		add("aws.region: required (or set AWS_REGION)")
+	}
+	if err := checkEndpoint(c.AWS.BedrockRuntimeEndpoint); err != nil {
+		add("aws.bedrock_runtime_endpoint: %v", err)
+	}
+	if c.AWS.STSEndpoint != "" {
+		if err := checkEndpoint(c.AWS.STSEndpoint); err != nil {
+			add("aws.sts_endpoint: %v", err)
+		}
+	}
+	if err := c.tenancyConfig().Validate(); err != nil {
+		// tenancy names its fields relative to the session block.
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				add("session.%w", e)
+			}
+		} else {
+			add("session.%w", err)
+		}
+	}
+	if c.Session.CacheSize < 1 {
+		add("session.cache_size: must be at least 1, got %d", c.Session.CacheSize)
+	}
+	if c.Auth.APIKeysFile == "" {
+		add("auth.api_keys_file: required")
+	}
+	if bp := c.Proxy.BasePath; bp != "" && (!strings.HasPrefix(bp, "/") || strings.HasSuffix(bp, "/") || strings.Contains(bp, "//")) {
+		add("proxy.base_path: %q must start with / and not end with /", bp)
+	}
+	if c.Proxy.MaxBodyBytes < 1 {
+		add("proxy.max_body_bytes: must be positive, got %d", c.Proxy.MaxBodyBytes)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level: must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format: must be json or text, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// checkEndpoint accepts an absolute https URL, or http to a loopback host
+// (local emulators and tests): signed requests and prompts must not cross
+// a network in clear text.
+func checkEndpoint(raw string) error {
+	if raw == "" {
+		return errors.New("required (set aws.region or the endpoint)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q must be scheme://host[:port][/path]", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return fmt.Errorf("%q: plain http is allowed only to a loopback host", raw)
+		}
+	default:
+		return fmt.Errorf("%q: scheme must be https", raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// path resolves a path from the config relative to the config's directory.
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}

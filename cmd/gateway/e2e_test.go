@@ -1,0 +1,593 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	brtypes "github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+)
+
+const (
+	testRegion      = "us-east-1"
+	testGatewayRole = "arn:aws:iam::123456789012:role/BedrockGatewayRole"
+	testInvokeRole  = "arn:aws:iam::123456789012:role/BedrockInvocationRole"
+)
+
+// env is a running gateway in front of the fake AWS.
+type env struct {
+	fake     *fakeaws.Server
+	baseURL  string // https://127.0.0.1:port
+	client   *http.Client
+	keysFile string
+	logs     *syncBuffer
+	keys     map[string]string // user -> plaintext key
+
+	// release, if set, is closed by a test to let the fake send stream
+	// event 1 (see startEnv's BeforeEvent hook).
+	mu      sync.Mutex
+	holdFor string // operation whose event 1 is held
+	release chan struct{}
+	// heldTooLong is set when the hook gave up waiting for release: the
+	// client never saw event 0 while event 1 was held.
+	heldTooLong bool
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+	// addr receives the data-plane address once the gateway logs it.
+	addr chan string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	for _, line := range strings.Split(string(p), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
+			select {
+			case b.addr <- rec.Addr:
+			default:
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startEnv runs `gateway serve` (through run, as main does) over TLS,
+// against a fake STS and Bedrock, with API keys for the given users.
+func startEnv(t *testing.T, users ...devUser) *env {
+	t.Helper()
+	e := &env{keys: map[string]string{}}
+	e.fake = fakeaws.New(fakeaws.Options{
+		Region: testRegion,
+		Roles:  []string{testInvokeRole},
+		BeforeEvent: func(ctx context.Context, op string, i int) {
+			e.mu.Lock()
+			op2, ch := e.holdFor, e.release
+			e.mu.Unlock()
+			if i != 1 || op != op2 || ch == nil {
+				return
+			}
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				e.mu.Lock()
+				e.heldTooLong = true
+				e.mu.Unlock()
+			}
+		},
+	})
+	stsSrv := httptest.NewServer(e.fake.STSHandler())
+	t.Cleanup(stsSrv.Close)
+	brSrv := httptest.NewServer(e.fake.BedrockHandler())
+	t.Cleanup(brSrv.Close)
+
+	dir := t.TempDir()
+	e.keysFile = filepath.Join(dir, "keys.json")
+	for _, u := range users {
+		k, _, err := auth.CreateKey(e.keysFile, u.user, u.team, u.tenant, u.costCenter, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.keys[u.user] = k
+	}
+	certFile, _, err := writeSelfSignedCert(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "gateway.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`
+listen: "127.0.0.1:0"
+tls: {cert_file: cert.pem, key_file: key.pem}
+aws:
+  region: %s
+  sts_endpoint: %s
+session:
+  role_arn: %s
+auth:
+  api_keys_file: keys.json
+`, testRegion, stsSrv.URL, testInvokeRole))
+
+	// The gateway's own identity comes from the standard credential chain:
+	// here the environment, with everything else shut off.
+	root := e.fake.RootCredentials(testGatewayRole)
+	t.Setenv("AWS_ACCESS_KEY_ID", root.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", root.SecretAccessKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "")
+	getenv := func(k string) string {
+		if k == "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" {
+			return brSrv.URL // the standard variable, honoured
+		}
+		return os.Getenv(k)
+	}
+
+	e.logs = &syncBuffer{addr: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, getenv, io.Discard, e.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+	select {
+	case addr := <-e.logs.addr:
+		e.baseURL = "https://" + addr
+	case err := <-done:
+		t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gateway did not start; logs:\n%s", e.logs)
+	}
+
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	e.client = &http.Client{Transport: tr}
+	return e
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sdk returns a real Bedrock Runtime client configured the way an
+// unmodified app is: endpoint URL and AWS_BEARER_TOKEN_BEDROCK.
+func (e *env) sdk(t *testing.T, user string) *bedrockruntime.Client {
+	t.Helper()
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", e.keys[user])
+	c := bedrockruntime.New(bedrockruntime.Options{
+		Region:       testRegion,
+		BaseEndpoint: aws.String(e.baseURL),
+		HTTPClient:   e.client,
+	})
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "")
+	return c
+}
+
+var (
+	alice = devUser{"alice@acme.org", "data-science", "", "12345"}
+	bob   = devUser{"bob@acme.org", "platform", "globex", ""}
+	carol = devUser{"carol with spaces", "research", "", ""}
+)
+
+func sessionARN(name string) string {
+	return "arn:aws:sts::123456789012:assumed-role/BedrockInvocationRole/" + name
+}
+
+func TestEndToEndAttribution(t *testing.T) {
+	e := startEnv(t, alice, bob)
+	ctx := context.Background()
+
+	const claude = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+	const profileARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123def456"
+	anthropicBody := []byte(`{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{"role":"user","content":"one two three"}]}`)
+	msgs := []brtypes.Message{{Role: brtypes.ConversationRoleUser, Content: []brtypes.ContentBlock{&brtypes.ContentBlockMemberText{Value: "hello there gateway"}}}}
+
+	for _, u := range []devUser{alice, bob} {
+		c := e.sdk(t, u.user)
+
+		conv, err := c.Converse(ctx, &bedrockruntime.ConverseInput{ModelId: aws.String(claude), Messages: msgs})
+		if err != nil {
+			t.Fatalf("%s: Converse: %v", u.user, err)
+		}
+		if conv.Usage == nil || aws.ToInt32(conv.Usage.InputTokens) == 0 {
+			t.Errorf("%s: Converse usage = %+v, want input tokens", u.user, conv.Usage)
+		}
+
+		cs, err := c.ConverseStream(ctx, &bedrockruntime.ConverseStreamInput{ModelId: aws.String(claude), Messages: msgs})
+		if err != nil {
+			t.Fatalf("%s: ConverseStream: %v", u.user, err)
+		}
+		var sawMetadata bool
+		for ev := range cs.GetStream().Events() {
+			if md, ok := ev.(*brtypes.ConverseStreamOutputMemberMetadata); ok && md.Value.Usage != nil {
+				sawMetadata = true
+			}
+		}
+		if err := cs.GetStream().Close(); err != nil {
+			t.Errorf("%s: ConverseStream close: %v", u.user, err)
+		}
+		if err := cs.GetStream().Err(); err != nil {
+			t.Errorf("%s: ConverseStream: %v", u.user, err)
+		}
+		if !sawMetadata {
+			t.Errorf("%s: ConverseStream: no metadata event with usage", u.user)
+		}
+
+		for _, model := range []string{claude, profileARN} {
+			inv, err := c.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{ModelId: aws.String(model), Body: anthropicBody, ContentType: aws.String("application/json")})
+			if err != nil {
+				t.Fatalf("%s: InvokeModel(%s): %v", u.user, model, err)
+			}
+			if !json.Valid(inv.Body) {
+				t.Errorf("%s: InvokeModel body is not JSON: %q", u.user, inv.Body)
+			}
+		}
+
+		is, err := c.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{ModelId: aws.String(claude), Body: anthropicBody, ContentType: aws.String("application/json")})
+		if err != nil {
+			t.Fatalf("%s: InvokeModelWithResponseStream: %v", u.user, err)
+		}
+		chunks := 0
+		for ev := range is.GetStream().Events() {
+			if _, ok := ev.(*brtypes.ResponseStreamMemberChunk); ok {
+				chunks++
+			}
+		}
+		is.GetStream().Close()
+		if err := is.GetStream().Err(); err != nil || chunks == 0 {
+			t.Errorf("%s: InvokeModelWithResponseStream: %d chunks, err %v", u.user, chunks, err)
+		}
+
+		ct, err := c.CountTokens(ctx, &bedrockruntime.CountTokensInput{
+			ModelId: aws.String("anthropic.claude-3-5-haiku-20241022-v1:0"),
+			Input:   &brtypes.CountTokensInputMemberConverse{Value: brtypes.ConverseTokensRequest{Messages: msgs}},
+		})
+		if err != nil {
+			t.Fatalf("%s: CountTokens: %v", u.user, err)
+		}
+		if aws.ToInt32(ct.InputTokens) == 0 {
+			t.Errorf("%s: CountTokens = 0, want > 0", u.user)
+		}
+	}
+
+	// Every call reached Bedrock signed with its caller's own session.
+	wantOps := []string{"Converse", "ConverseStream", "InvokeModel", "InvokeModel", "InvokeModelWithResponseStream", "CountTokens"}
+	invs := e.fake.Invocations()
+	if len(invs) != 2*len(wantOps) {
+		t.Fatalf("Bedrock saw %d calls, want %d", len(invs), 2*len(wantOps))
+	}
+	for i, inv := range invs {
+		u := alice
+		if i >= len(wantOps) {
+			u = bob
+		}
+		if inv.Operation != wantOps[i%len(wantOps)] {
+			t.Errorf("call %d: operation %q, want %q", i, inv.Operation, wantOps[i%len(wantOps)])
+		}
+		if inv.PrincipalARN != sessionARN(u.user) {
+			t.Errorf("call %d (%s): billed to %q, want %q", i, inv.Operation, inv.PrincipalARN, sessionARN(u.user))
+		}
+		if diff := cmp.Diff(wantTags(u), inv.Tags); diff != "" {
+			t.Errorf("call %d (%s): session tags (-want +got):\n%s", i, inv.Operation, diff)
+		}
+		if inv.Status != http.StatusOK {
+			t.Errorf("call %d (%s): status %d", i, inv.Operation, inv.Status)
+		}
+		for _, h := range []string{"X-Api-Key", "X-Amz-Security-Token-Client"} {
+			if inv.Headers.Get(h) != "" {
+				t.Errorf("call %d: inbound header %s was forwarded", i, h)
+			}
+		}
+	}
+	// The profile ARN arrived escaped as %2F and was forwarded as one ID.
+	if got := invs[3].ModelID; got != profileARN {
+		t.Errorf("InvokeModel model ID at Bedrock = %q, want %q", got, profileARN)
+	}
+
+	// Two users, two sessions, each with its own name and tags.
+	calls := e.fake.AssumeRoleCalls()
+	if len(calls) != 2 {
+		t.Fatalf("AssumeRole calls = %d, want 2: %+v", len(calls), calls)
+	}
+	for i, u := range []devUser{alice, bob} {
+		c := calls[i]
+		if c.SessionName != u.user || c.RoleARN != testInvokeRole || c.CallerARN != testGatewayRole || c.Err != "" {
+			t.Errorf("AssumeRole %d = {session %q role %q caller %q err %q}, want session %q", i, c.SessionName, c.RoleARN, c.CallerARN, c.Err, u.user)
+		}
+		if c.DurationSeconds != 3600 {
+			t.Errorf("AssumeRole %d DurationSeconds = %d, want 3600", i, c.DurationSeconds)
+		}
+		if diff := cmp.Diff(wantTags(u), c.Tags); diff != "" {
+			t.Errorf("AssumeRole %d tags (-want +got):\n%s", i, diff)
+		}
+	}
+
+	// The emulated bill names each user, never the gateway.
+	for _, row := range e.fake.BillingRows() {
+		if row.IAMPrincipal == testGatewayRole {
+			t.Errorf("billing row charged to the gateway itself: %+v", row)
+		}
+	}
+
+	// No secret in the logs.
+	logs := e.logs.String()
+	for name, secret := range map[string]string{"alice key": e.keys[alice.user], "bob key": e.keys[bob.user], "root secret": e.fake.RootCredentials(testGatewayRole).SecretAccessKey} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain the %s", name)
+		}
+	}
+	if strings.Contains(logs, "Signature=") || strings.Contains(strings.ToLower(logs), "bearer ") {
+		t.Errorf("logs contain an authorization header:\n%s", logs)
+	}
+}
+
+func wantTags(u devUser) map[string]string {
+	m := map[string]string{}
+	if u.team != "" {
+		m["team"] = u.team
+	}
+	if u.tenant != "" {
+		m["tenant"] = u.tenant
+	}
+	if u.costCenter != "" {
+		m["cost-center"] = u.costCenter
+	}
+	return m
+}
+
+func TestEndToEndConcurrentFirstCalls(t *testing.T) {
+	e := startEnv(t, carol)
+	c := e.sdk(t, carol.user)
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.CountTokens(context.Background(), &bedrockruntime.CountTokensInput{
+				ModelId: aws.String("anthropic.claude-3-5-haiku-20241022-v1:0"),
+				Input:   &brtypes.CountTokensInputMemberInvokeModel{Value: brtypes.InvokeModelTokensRequest{Body: []byte(`{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)}},
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("CountTokens: %v", err)
+		}
+	}
+	calls := e.fake.AssumeRoleCalls()
+	if len(calls) != 1 {
+		t.Fatalf("100 concurrent first calls caused %d AssumeRole calls, want 1", len(calls))
+	}
+	// carol's user ID has spaces: the session name is readable, valid for
+	// STS, and marked as hashed.
+	if name := calls[0].SessionName; !strings.HasPrefix(name, "carol_with_spaces=") {
+		t.Errorf("session name for %q = %q, want the readable prefix plus a hash", carol.user, name)
+	}
+	if got := len(e.fake.Invocations()); got != n {
+		t.Errorf("Bedrock saw %d calls, want %d", got, n)
+	}
+}
+
+// TestEndToEndStreamsEventByEvent holds the fake's second event until the
+// client has decoded the first: a gateway that buffered would deadlock.
+func TestEndToEndStreamsEventByEvent(t *testing.T) {
+	e := startEnv(t, alice)
+	c := e.sdk(t, alice.user)
+	for _, op := range []string{"ConverseStream", "InvokeModelWithResponseStream"} {
+		t.Run(op, func(t *testing.T) {
+			release := make(chan struct{})
+			e.mu.Lock()
+			e.holdFor, e.release = op, release
+			e.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+
+			var events <-chan any
+			var closeStream func() error
+			switch op {
+			case "ConverseStream":
+				out, err := c.ConverseStream(ctx, &bedrockruntime.ConverseStreamInput{
+					ModelId:  aws.String("anthropic.claude-3-5-haiku-20241022-v1:0"),
+					Messages: []brtypes.Message{{Role: brtypes.ConversationRoleUser, Content: []brtypes.ContentBlock{&brtypes.ContentBlockMemberText{Value: "hi"}}}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				events, closeStream = relay(out.GetStream().Events()), out.GetStream().Close
+			default:
+				out, err := c.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{
+					ModelId: aws.String("anthropic.claude-3-5-haiku-20241022-v1:0"),
+					Body:    []byte(`{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				events, closeStream = relay(out.GetStream().Events()), out.GetStream().Close
+			}
+			defer closeStream()
+
+			select {
+			case _, ok := <-events:
+				if !ok {
+					t.Fatal("stream ended before its first event")
+				}
+			case <-ctx.Done():
+				t.Fatal("first event did not reach the client while Bedrock held the second: the gateway buffers streams")
+			}
+			close(release)
+			rest := 0
+			for range events {
+				rest++
+			}
+			if rest == 0 {
+				t.Error("no events after the first")
+			}
+			e.mu.Lock()
+			held := e.heldTooLong
+			e.mu.Unlock()
+			if held {
+				t.Error("Bedrock held event 1 for 10s without the client seeing event 0: the gateway buffers streams")
+			}
+		})
+	}
+}
+
+func relay[T any](in <-chan T) <-chan any {
+	out := make(chan any)
+	go func() {
+		defer close(out)
+		for v := range in {
+			out <- v
+		}
+	}()
+	return out
+}
+
+// TestEndToEndRefusals: bad input gets a Bedrock-shaped error and reaches
+// neither STS nor Bedrock.
+func TestEndToEndRefusals(t *testing.T) {
+	e := startEnv(t, alice)
+	key := e.keys[alice.user]
+	wrong := key[:len(key)-4] + "aaaa"
+	if wrong == key {
+		wrong = key[:len(key)-4] + "bbbb"
+	}
+	good := "/model/anthropic.claude-3-haiku-20240307-v1:0/converse"
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		header     map[string]string
+		wantStatus int
+		wantType   string
+	}{
+		{"no key", "POST", good, nil, 401, "AccessDeniedException"},
+		{"wrong key", "POST", good, map[string]string{"Authorization": "Bearer " + wrong}, 401, "AccessDeniedException"},
+		{"garbage key", "POST", good, map[string]string{"x-api-key": "not-a-key"}, 401, "AccessDeniedException"},
+		{"sigv4 instead of key", "POST", good, map[string]string{"Authorization": "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20250101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc"}, 401, "AccessDeniedException"},
+		{"unknown path", "POST", "/model/anthropic.claude-3-haiku-20240307-v1:0/summon", map[string]string{"Authorization": "Bearer " + key}, 404, "UnknownOperationException"},
+		{"root path", "GET", "/", map[string]string{"Authorization": "Bearer " + key}, 404, "UnknownOperationException"},
+		{"wrong method", "GET", good, map[string]string{"Authorization": "Bearer " + key}, 405, "ValidationException"},
+		{"dot-dot model", "POST", "/model/%2E%2E/converse", map[string]string{"Authorization": "Bearer " + key}, 400, "ValidationException"},
+		{"traversal model", "POST", "/model/a%2F..%2Fb/converse", map[string]string{"Authorization": "Bearer " + key}, 400, "ValidationException"},
+		{"control char model", "POST", "/model/a%0Ab/converse", map[string]string{"Authorization": "Bearer " + key}, 400, "ValidationException"},
+		{"space model", "POST", "/model/a%20b/invoke", map[string]string{"Authorization": "Bearer " + key}, 400, "ValidationException"},
+		{"overlong model", "POST", "/model/" + strings.Repeat("m", 2049) + "/invoke", map[string]string{"Authorization": "Bearer " + key}, 400, "ValidationException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, e.baseURL+tt.path, strings.NewReader(`{"messages":[]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status = %d, want %d (body %s)", resp.StatusCode, tt.wantStatus, body)
+			}
+			if got := resp.Header.Get("X-Amzn-ErrorType"); got != tt.wantType {
+				t.Errorf("x-amzn-ErrorType = %q, want %q", got, tt.wantType)
+			}
+			var msg struct {
+				Message string `json:"message"`
+			}
+			if err := json.Unmarshal(body, &msg); err != nil || msg.Message == "" {
+				t.Errorf("body = %q, want {\"message\": ...}", body)
+			}
+			if strings.Contains(string(body), key) || strings.Contains(string(body), wrong) {
+				t.Errorf("error body echoes the key: %s", body)
+			}
+		})
+	}
+	if n := len(e.fake.AssumeRoleCalls()); n != 0 {
+		t.Errorf("refused requests caused %d AssumeRole calls, want 0", n)
+	}
+	if n := len(e.fake.Invocations()); n != 0 {
+		t.Errorf("refused requests caused %d Bedrock calls, want 0", n)
+	}
+}
+
+// TestEndToEndSDKErrorsAreTyped: the Go SDK turns the gateway's refusal
+// into its typed exception.
+func TestEndToEndSDKErrorsAreTyped(t *testing.T) {
+	e := startEnv(t, alice)
+	e.keys["mallory"] = e.keys[alice.user][:len(e.keys[alice.user])-2] + "zz"
+	c := e.sdk(t, "mallory")
+	_, err := c.Converse(context.Background(), &bedrockruntime.ConverseInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"),
+		Messages: []brtypes.Message{{Role: brtypes.ConversationRoleUser, Content: []brtypes.ContentBlock{&brtypes.ContentBlockMemberText{Value: "hi"}}}}})
+	var ade *brtypes.AccessDeniedException
+	if !errors.As(err, &ade) {
+		t.Fatalf("Converse with a wrong key: err = %v, want *types.AccessDeniedException", err)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "gateway.yaml")
+	writeFile(t, cfgFile, "listen: nope\nsession:\n  role_arn: not-an-arn\n  duration: 2h\nauth: {}\nbogus_key: 1\n")
+	err := run(context.Background(), []string{"serve", "-config", cfgFile}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("run with a bad config succeeded")
+	}
+	if !strings.Contains(err.Error(), "bogus_key") {
+		t.Errorf("error %q does not name the unknown key", err)
+	}
+}

@@ -1,0 +1,70 @@
+// Command gateway is an identity-aware gateway for Amazon Bedrock Runtime:
+// it authenticates each caller, assumes an AWS role per caller with the
+// caller's identity as the session name and team / tenant / cost center as
+// session tags, and forwards the caller's Bedrock calls signed with that
+// session, so AWS billing (CUR 2.0) shows who spent what.
+//
+// Usage:
+//
+//	gateway serve -config FILE [-listen ADDR]
+//	gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+//	gateway dev [-listen ADDR] [-tls-listen ADDR]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `usage:
+  gateway serve -config FILE [-listen ADDR]
+  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+  gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
+  gateway version`
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and output streams, so tests can call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("missing command")
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], getenv, stdout, stderr)
+	case "keys":
+		return cmdKeys(args[1:], getenv, stdout, stderr)
+	case "dev":
+		return cmdDev(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

@@ -1,0 +1,270 @@
+package fakeaws
+
+import (
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// AssumeRoleCall is one AssumeRole request the fake STS received.
+type AssumeRoleCall struct {
+	Time time.Time
+	// CallerARN is the principal whose credentials signed the request; ""
+	// if the signature did not verify.
+	CallerARN         string
+	RoleARN           string
+	SessionName       string
+	SourceIdentity    string
+	Tags              map[string]string
+	TransitiveTagKeys []string
+	// DurationSeconds is as requested; 0 if the parameter was absent (STS
+	// then uses 3600).
+	DurationSeconds int32
+	// AccessKeyID is the access key issued, "" if the call was refused.
+	AccessKeyID string
+	// Err is the STS error code returned, "" on success.
+	Err string
+}
+
+// Invocation is one Bedrock Runtime call that passed signature
+// verification, whatever its outcome.
+type Invocation struct {
+	Time time.Time
+	// Operation is the API operation name, e.g. "Converse",
+	// "InvokeModelWithResponseStream"; "" for an unknown path.
+	Operation string
+	// ModelID is the unescaped {modelId} path label.
+	ModelID     string
+	AccessKeyID string
+	// PrincipalARN is who is billed: for session credentials
+	// arn:aws:sts::ACCT:assumed-role/ROLE/SESSION, for root credentials
+	// the ARN passed to RootCredentials.
+	PrincipalARN string
+	// SessionName is the RoleSessionName, "" for root credentials.
+	SessionName string
+	// Tags are the session tags of the signing session.
+	Tags map[string]string
+	// Token counts; zero for failed calls. CountTokens records its count
+	// in InputTokens and is never billed.
+	InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens int64
+	// Status is the HTTP status sent. A stream that failed mid-way has
+	// Status 200 and StreamError set, and is billed for the output
+	// produced before it stopped.
+	Status int
+	// StreamError is the exception type sent in-stream
+	// ("modelStreamErrorException"), "ClientDisconnected" if the client
+	// went away mid-stream, "FlushNotSupported" if the ResponseWriter could
+	// not flush, or "".
+	StreamError string
+	RequestID   string
+	// Headers are the request headers as they arrived, with the
+	// Authorization signature and X-Amz-Security-Token redacted.
+	Headers http.Header
+	Body    []byte
+}
+
+// BillingRow is one CUR 2.0-like line: the usage of one IAM principal, for
+// one usage type, with one set of tags.
+type BillingRow struct {
+	// IAMPrincipal is line_item_iam_principal.
+	IAMPrincipal string
+	// UsageType is e.g. "USE1-<modelId>-input-tokens".
+	UsageType   string
+	UsageAmount int64
+	// Tags are the session tags, keys prefixed "iamPrincipal/" as in the
+	// CUR 2.0 tags column.
+	Tags map[string]string
+}
+
+// redacted replaces secrets in recorded headers.
+const redacted = "REDACTED"
+
+// AssumeRoleCalls returns every AssumeRole received, in order.
+func (s *Server) AssumeRoleCalls() []AssumeRoleCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]AssumeRoleCall, len(s.assumeCalls))
+	for i, c := range s.assumeCalls {
+		c.Tags = maps.Clone(c.Tags)
+		c.TransitiveTagKeys = slices.Clone(c.TransitiveTagKeys)
+		out[i] = c
+	}
+	return out
+}
+
+// Invocations returns every Bedrock call accepted after signature
+// verification, in order.
+func (s *Server) Invocations() []Invocation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Invocation, len(s.invocations))
+	for i, inv := range s.invocations {
+		inv.Tags = maps.Clone(inv.Tags)
+		inv.Headers = inv.Headers.Clone()
+		inv.Body = slices.Clone(inv.Body)
+		out[i] = inv
+	}
+	return out
+}
+
+// billingKey identifies one BillingRow.
+type billingKey struct{ principal, usage, tags string }
+
+func (s *Server) recordAssumeRole(c AssumeRoleCall) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assumeCalls = appendLimited(s.assumeCalls, c, s.opts.RecordLimit)
+}
+
+// addInvocation records inv and adds its billable usage to the billing
+// rows.
+func (s *Server) addInvocation(inv Invocation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invocations = appendLimited(s.invocations, inv, s.opts.RecordLimit)
+	if inv.Status != http.StatusOK || inv.Operation == opCountTokens {
+		return
+	}
+	var tags map[string]string
+	if len(inv.Tags) > 0 {
+		tags = make(map[string]string, len(inv.Tags))
+		for k, v := range inv.Tags {
+			tags["iamPrincipal/"+k] = v
+		}
+	}
+	tagKey := canonicalTags(tags)
+	prefix := regionCode(s.opts.Region)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{
+		{"input-tokens", inv.InputTokens},
+		{"output-tokens", inv.OutputTokens},
+		{"cache-read-input-tokens", inv.CacheReadTokens},
+		{"cache-write-input-tokens", inv.CacheWriteTokens},
+	} {
+		if u.n == 0 {
+			continue
+		}
+		k := billingKey{inv.PrincipalARN, prefix + "-" + inv.ModelID + "-" + u.suffix, tagKey}
+		row := s.billing[k]
+		if row == nil {
+			row = &BillingRow{IAMPrincipal: k.principal, UsageType: k.usage, Tags: maps.Clone(tags)}
+			s.billing[k] = row
+		}
+		row.UsageAmount += u.n
+	}
+}
+
+// appendLimited appends v to list, dropping the oldest entries beyond
+// limit (if positive).
+func appendLimited[T any](list []T, v T, limit int) []T {
+	list = append(list, v)
+	if limit > 0 && len(list) > limit {
+		list = slices.Delete(list, 0, len(list)-limit)
+	}
+	return list
+}
+
+// BillingRows aggregates the billable Bedrock calls (successful Converse,
+// ConverseStream, InvokeModel and InvokeModelWithResponseStream; not
+// CountTokens) the way CUR 2.0 does: one row per principal, usage type and
+// tag set, sorted by principal, then usage type, then tags. Usage types are
+// "<REGIONCODE>-<modelId>-input-tokens", "-output-tokens",
+// "-cache-read-input-tokens" and "-cache-write-input-tokens"; zero amounts
+// are omitted.
+func (s *Server) BillingRows() []BillingRow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := slices.SortedFunc(maps.Keys(s.billing), func(a, b billingKey) int {
+		if c := strings.Compare(a.principal, b.principal); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.usage, b.usage); c != 0 {
+			return c
+		}
+		return strings.Compare(a.tags, b.tags)
+	})
+	out := make([]BillingRow, 0, len(keys))
+	for _, k := range keys {
+		row := *s.billing[k]
+		row.Tags = maps.Clone(row.Tags)
+		out = append(out, row)
+	}
+	return out
+}
+
+// canonicalTags renders tags as a sortable, unambiguous string.
+func canonicalTags(tags map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(tags[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// regionCode returns the prefix AWS puts on usage types for region, e.g.
+// "USE1" for us-east-1 and "EU" for eu-west-1 (AWS pricing usage-type
+// codes). Regions not in the table get their name upper-cased without
+// dashes.
+func regionCode(region string) string {
+	codes := map[string]string{
+		"us-east-1":      "USE1",
+		"us-east-2":      "USE2",
+		"us-west-1":      "USW1",
+		"us-west-2":      "USW2",
+		"ca-central-1":   "CAN1",
+		"eu-west-1":      "EU",
+		"eu-west-2":      "EUW2",
+		"eu-west-3":      "EUW3",
+		"eu-central-1":   "EUC1",
+		"eu-central-2":   "EUC2",
+		"eu-north-1":     "EUN1",
+		"eu-south-1":     "EUS1",
+		"ap-northeast-1": "APN1",
+		"ap-northeast-2": "APN2",
+		"ap-northeast-3": "APN3",
+		"ap-southeast-1": "APS1",
+		"ap-southeast-2": "APS2",
+		"ap-south-1":     "APS3",
+		"sa-east-1":      "SAE1",
+		"us-gov-west-1":  "UGW1",
+		"us-gov-east-1":  "UGE1",
+	}
+	if c, ok := codes[region]; ok {
+		return c
+	}
+	return strings.ToUpper(strings.ReplaceAll(region, "-", ""))
+}
+
+// redactHeaders returns a copy of h safe to keep: the Authorization
+// signature and the session token are replaced.
+func redactHeaders(h http.Header) http.Header {
+	out := h.Clone()
+	if v := out.Values("Authorization"); len(v) > 0 {
+		red := make([]string, len(v))
+		for i, a := range v {
+			red[i] = redactAuthorization(a)
+		}
+		out["Authorization"] = red
+	}
+	if _, ok := out["X-Amz-Security-Token"]; ok {
+		out["X-Amz-Security-Token"] = []string{redacted}
+	}
+	return out
+}
+
+// redactAuthorization keeps the non-secret parts of a SigV4 Authorization
+// header (algorithm, credential scope, signed headers) and drops the rest.
+func redactAuthorization(v string) string {
+	a, err := parseAuthorization(v)
+	if err != nil {
+		return redacted
+	}
+	return algorithm + " Credential=" + a.credential() + ", SignedHeaders=" + strings.Join(a.signedHeaders, ";") + ", Signature=" + redacted
+}

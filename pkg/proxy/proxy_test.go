@@ -1,0 +1,481 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"go.uber.org/goleak"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testKey = "good-key"
+
+// keyAuth accepts "Authorization: Bearer good-key" as alice.
+type keyAuth struct{}
+
+func (keyAuth) Authenticate(r *http.Request) (auth.Identity, error) {
+	switch r.Header.Get("Authorization") {
+	case "":
+		return auth.Identity{}, auth.ErrNoCredentials
+	case "Bearer " + testKey:
+		return auth.Identity{User: "alice@acme.org", Team: "ds", Method: "api-key", KeyID: "k1"}, nil
+	}
+	return auth.Identity{}, auth.ErrInvalidCredentials
+}
+
+type staticResolver struct{ err error }
+
+func (s staticResolver) Resolve(id auth.Identity) (tenancy.SessionSpec, error) {
+	if s.err != nil {
+		return tenancy.SessionSpec{}, s.err
+	}
+	return tenancy.SessionSpec{RoleARN: "arn:aws:iam::123456789012:role/R", SessionName: id.User, Duration: time.Hour}, nil
+}
+
+// credStub hands out fixed credentials (or an error) and counts calls.
+type credStub struct {
+	creds aws.Credentials
+	err   error
+	calls atomic.Int32
+}
+
+func (c *credStub) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credentials, error) {
+	c.calls.Add(1)
+	return c.creds, c.err
+}
+
+type harness struct {
+	fake     *fakeaws.Server
+	upstream *httptest.Server
+	gateway  *httptest.Server
+	creds    *credStub
+	logs     *bytes.Buffer
+	logMu    *sync.Mutex
+}
+
+const callerARN = "arn:aws:iam::123456789012:user/alice-session"
+
+func newHarness(t *testing.T, opts fakeaws.Options, mutate func(*Config)) *harness {
+	t.Helper()
+	h := &harness{logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	h.fake = fakeaws.New(opts)
+	h.upstream = httptest.NewServer(h.fake.BedrockHandler())
+	t.Cleanup(h.upstream.Close)
+	h.creds = &credStub{creds: h.fake.RootCredentials(callerARN)}
+	u, _ := url.Parse(h.upstream.URL)
+	cfg := Config{
+		Endpoint:      u,
+		Region:        "us-east-1",
+		Authenticator: keyAuth{},
+		Resolver:      staticResolver{},
+		Credentials:   h.creds,
+		Logger:        slog.New(slog.NewJSONHandler(lockedWriter{h.logMu, h.logs}, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.gateway = httptest.NewServer(p)
+	t.Cleanup(h.gateway.Close)
+	return h
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (h *harness) post(t *testing.T, path, body string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.gateway.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func authed(extra ...string) http.Header {
+	h := http.Header{"Authorization": {"Bearer " + testKey}, "Content-Type": {"application/json"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		h.Add(extra[i], extra[i+1])
+	}
+	return h
+}
+
+const converseBody = `{"messages":[{"role":"user","content":[{"text":"hi there"}]}]}`
+
+// TestHeadersAllowList: only Bedrock's own headers travel upstream; the
+// caller's credentials, AWS signing headers, Host and forwarding headers do
+// not, and the upstream host is the configured one whatever Host says.
+func TestHeadersAllowList(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, nil)
+	resp := h.post(t, "/model/anthropic.claude-3-haiku-20240307-v1:0/invoke",
+		`{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		authed(
+			"X-Api-Key", testKey,
+			"X-Amz-Security-Token", "client-token",
+			"X-Amz-Date", "20200101T000000Z",
+			"X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD",
+			"Idempotency-Key", "once",
+			"X-Forwarded-Host", "evil.example",
+			"X-Forwarded-For", "10.0.0.1",
+			"Cookie", "session=1",
+			"Amz-Sdk-Invocation-Id", "abc",
+			"Accept", "application/json",
+			"X-Amzn-Bedrock-Trace", "ENABLED",
+			"X-Amzn-Bedrock-GuardrailIdentifier", "gr-1",
+		))
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	invs := h.fake.Invocations()
+	if len(invs) != 1 {
+		t.Fatalf("invocations = %d, want 1", len(invs))
+	}
+	got := invs[0].Headers
+	for _, name := range []string{"X-Api-Key", "X-Amz-Content-Sha256", "Idempotency-Key", "X-Forwarded-Host", "X-Forwarded-For", "Cookie", "Amz-Sdk-Invocation-Id"} {
+		if v := got.Values(name); len(v) > 0 {
+			t.Errorf("upstream got %s: %q", name, v)
+		}
+	}
+	if v := got.Get("X-Amz-Date"); v == "20200101T000000Z" {
+		t.Errorf("client's X-Amz-Date was forwarded")
+	}
+	if v := got.Get("Authorization"); !strings.HasPrefix(v, "AWS4-HMAC-SHA256 Credential="+h.creds.creds.AccessKeyID+"/") {
+		t.Errorf("upstream Authorization = %q, want SigV4 with the caller's session", v)
+	}
+	for name, want := range map[string]string{"Accept": "application/json", "X-Amzn-Bedrock-Trace": "ENABLED", "X-Amzn-Bedrock-Guardrailidentifier": "gr-1", "Content-Type": "application/json"} {
+		if v := got.Get(name); v != want {
+			t.Errorf("upstream %s = %q, want %q", name, v, want)
+		}
+	}
+	if invs[0].PrincipalARN != callerARN {
+		t.Errorf("billed to %q, want %q", invs[0].PrincipalARN, callerARN)
+	}
+}
+
+func TestBasePath(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.BasePath = "/bedrock" })
+	if resp := h.post(t, "/bedrock/model/amazon.nova-lite-v1:0/converse", converseBody, authed()); resp.StatusCode != http.StatusOK {
+		t.Errorf("with prefix: status %d, want 200", resp.StatusCode)
+	}
+	if resp := h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, authed()); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("without prefix: status %d, want 404", resp.StatusCode)
+	}
+	if invs := h.fake.Invocations(); len(invs) != 1 {
+		t.Errorf("invocations = %d, want 1", len(invs))
+	}
+}
+
+// TestUpstreamErrorsPassThrough: Bedrock's own errors reach the client
+// unchanged, status, type and body.
+func TestUpstreamErrorsPassThrough(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, nil)
+	resp := h.post(t, "/model/fake.error-throttle/converse", converseBody, authed())
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("status = %d, want 429", resp.StatusCode)
+	}
+	if got := resp.Header.Get("X-Amzn-ErrorType"); !strings.HasPrefix(got, "ThrottlingException") {
+		t.Errorf("x-amzn-ErrorType = %q, want ThrottlingException", got)
+	}
+	if !strings.Contains(string(body), "Too many requests") {
+		t.Errorf("body = %s, want Bedrock's message", body)
+	}
+}
+
+// readFrame reads one event-stream message and returns its bytes.
+func readFrame(r io.Reader) ([]byte, error) {
+	var prelude [4]byte
+	if _, err := io.ReadFull(r, prelude[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(prelude[:])
+	if n < 16 || n > 1<<24 {
+		return nil, fmt.Errorf("bad frame length %d", n)
+	}
+	rest := make([]byte, n-4)
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return nil, err
+	}
+	return append(prelude[:], rest...), nil
+}
+
+// TestStreamsFrameByFrame: the fake holds event 1 until the test has read
+// event 0 through the gateway; buffering would deadlock until the timeout.
+// The stream's exception frame after HTTP 200 passes through untouched.
+func TestStreamsFrameByFrame(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, fakeaws.Options{BeforeEvent: func(ctx context.Context, op string, i int) {
+		if i == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}}, nil)
+	// Headers and event 0 must both arrive while event 1 is held, so the
+	// request itself runs under the watch.
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	first := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, h.gateway.URL+"/model/fake.stream-exception/converse-stream", strings.NewReader(converseBody))
+		req.Header = authed()
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = readFrame(resp.Body)
+		}
+		first <- result{resp, err}
+	}()
+	var resp *http.Response
+	select {
+	case r := <-first:
+		if r.resp != nil {
+			t.Cleanup(func() { r.resp.Body.Close() })
+		}
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		resp = r.resp
+	case <-time.After(5 * time.Second):
+		close(release)
+		if r := <-first; r.resp != nil {
+			r.resp.Body.Close()
+		}
+		t.Fatal("event 0 did not reach the client before event 1 was sent: the gateway buffers")
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/vnd.amazon.eventstream" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	close(release)
+	var frames [][]byte
+	for {
+		f, err := readFrame(resp.Body)
+		if err != nil {
+			break
+		}
+		frames = append(frames, f)
+	}
+	if len(frames) == 0 || !bytes.Contains(frames[len(frames)-1], []byte("modelStreamErrorException")) {
+		t.Errorf("last frame does not carry the stream exception: %d frames", len(frames))
+	}
+}
+
+// TestRefusalsReachNoOne: each refusal is Bedrock-shaped and asks neither
+// for credentials nor Bedrock.
+func TestRefusalsReachNoOne(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.MaxBodyBytes = 64 })
+	tests := []struct {
+		name   string
+		path   string
+		body   string
+		header http.Header
+		status int
+		typ    string
+	}{
+		{"no key", "/model/m/converse", "{}", http.Header{}, 401, "AccessDeniedException"},
+		{"bad key", "/model/m/converse", "{}", http.Header{"Authorization": {"Bearer nope"}}, 401, "AccessDeniedException"},
+		{"unknown op", "/model/m/explode", "{}", authed(), 404, "UnknownOperationException"},
+		{"inference profiles probe", "/inference-profiles", "", authed(), 404, "UnknownOperationException"},
+		{"bad model", "/model/a%20b/converse", "{}", authed(), 400, "ValidationException"},
+		{"too big", "/model/m/converse", strings.Repeat("x", 65), authed(), 413, "ValidationException"},
+		{"gzip body", "/model/m/converse", "{}", authed("Content-Encoding", "gzip"), 400, "ValidationException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.post(t, tt.path, tt.body, tt.header)
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d (%s)", resp.StatusCode, tt.status, body)
+			}
+			if got := resp.Header.Get("X-Amzn-ErrorType"); got != tt.typ {
+				t.Errorf("x-amzn-ErrorType = %q, want %q", got, tt.typ)
+			}
+			var m map[string]string
+			if err := json.Unmarshal(body, &m); err != nil || m["message"] == "" {
+				t.Errorf("body = %s, want {\"message\":...}", body)
+			}
+			if resp.Header.Get("X-Amzn-RequestId") == "" {
+				t.Error("no x-amzn-RequestId on a gateway error")
+			}
+		})
+	}
+	if n := h.creds.calls.Load(); n != 0 {
+		t.Errorf("credential source called %d times, want 0", n)
+	}
+	if n := len(h.fake.Invocations()); n != 0 {
+		t.Errorf("Bedrock called %d times, want 0", n)
+	}
+}
+
+// TestCredentialErrors: a failure to get the caller's session is answered
+// by the gateway, without ARNs, and nothing is sent upstream (never with
+// other credentials).
+func TestCredentialErrors(t *testing.T) {
+	const leak = "arn:aws:iam::123456789012:role/Secret"
+	tests := []struct {
+		err    error
+		status int
+		typ    string
+	}{
+		{fmt.Errorf("%w: User %s is not authorized", sessioncache.ErrAccessDenied, leak), 403, "AccessDeniedException"},
+		{fmt.Errorf("%w: bad tag on %s", sessioncache.ErrInvalidSession, leak), 500, "InternalServerException"},
+		{fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled), 503, "ServiceUnavailableException"},
+		{fmt.Errorf("%w: dial tcp", sessioncache.ErrUnavailable), 503, "ServiceUnavailableException"},
+		{errors.New("surprise " + leak), 500, "InternalServerException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.typ+fmt.Sprint(tt.status), func(t *testing.T) {
+			h := newHarness(t, fakeaws.Options{}, nil)
+			h.creds.err = tt.err
+			resp := h.post(t, "/model/m/converse", converseBody, authed())
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || resp.Header.Get("X-Amzn-ErrorType") != tt.typ {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), tt.status, tt.typ)
+			}
+			if bytes.Contains(body, []byte("arn:")) || bytes.Contains(body, []byte("123456789012")) {
+				t.Errorf("body leaks internal detail: %s", body)
+			}
+			if n := len(h.fake.Invocations()); n != 0 {
+				t.Errorf("Bedrock called %d times, want 0", n)
+			}
+		})
+	}
+}
+
+func TestResolverRefusal(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) {
+		c.Resolver = staticResolver{err: fmt.Errorf("tag value: %w", tenancy.ErrInexpressible)}
+	})
+	resp := h.post(t, "/model/m/converse", converseBody, authed())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("status = %d, want 403", resp.StatusCode)
+	}
+	if h.creds.calls.Load() != 0 {
+		t.Error("credentials were requested for an inexpressible identity")
+	}
+}
+
+// TestUpstreamUnreachable: a transport failure is a Bedrock-shaped 502
+// that does not echo the transport error.
+func TestUpstreamUnreachable(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, nil)
+	h.upstream.Close()
+	resp := h.post(t, "/model/m/converse", converseBody, authed())
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Amzn-ErrorType") != "ServiceUnavailableException" {
+		t.Errorf("got %d %q, want 502 ServiceUnavailableException", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
+	}
+	if bytes.Contains(body, []byte("127.0.0.1")) || bytes.Contains(body, []byte("dial")) {
+		t.Errorf("body echoes the transport error: %s", body)
+	}
+}
+
+// TestSigningTransportFailsClosed: without the caller's credentials in the
+// context the transport refuses to send anything.
+func TestSigningTransportFailsClosed(t *testing.T) {
+	var sent atomic.Int32
+	next := roundTripFunc(func(*http.Request) (*http.Response, error) {
+		sent.Add(1)
+		return nil, errors.New("unreachable")
+	})
+	tr := &signingTransport{next: next, region: "us-east-1", now: time.Now}
+	for name, ctx := range map[string]context.Context{
+		"no state":    context.Background(),
+		"no outbound": context.WithValue(context.Background(), stateKey{}, &reqState{}),
+		"empty creds": context.WithValue(context.Background(), stateKey{}, &reqState{out: &outbound{}}),
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse", strings.NewReader("{}"))
+		if _, err := tr.RoundTrip(req); !errors.Is(err, errNoSession) {
+			t.Errorf("%s: RoundTrip err = %v, want errNoSession", name, err)
+		}
+	}
+	if sent.Load() != 0 {
+		t.Errorf("%d requests sent without session credentials", sent.Load())
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestAccessLogHasNoSecrets: the access line names the caller and the
+// session, never the key or signature.
+func TestAccessLogHasNoSecrets(t *testing.T) {
+	h := newHarness(t, fakeaws.Options{}, nil)
+	h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, authed())
+	h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, http.Header{"Authorization": {"Bearer wrong-key-123"}})
+	h.logMu.Lock()
+	logs := h.logs.String()
+	h.logMu.Unlock()
+	for _, secret := range []string{testKey, "wrong-key-123", h.creds.creds.SecretAccessKey, "Signature="} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("log contains %q:\n%s", secret, logs)
+		}
+	}
+	for _, want := range []string{`"user":"alice@acme.org"`, `"session_name":"alice@acme.org"`, `"operation":"Converse"`, `"status":401`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	_, err := New(Config{BasePath: "nope/"})
+	if err == nil {
+		t.Fatal("New accepted an empty config")
+	}
+	for _, want := range []string{"endpoint", "region", "authenticator", "base path"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,652 @@
+package sessioncache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+)
+
+func mustNew(t testing.TB, cfg Config) *Cache {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New() error = %v, want nil", err)
+	}
+	return c
+}
+
+func TestNewConfig(t *testing.T) {
+	f := &fakeSTS{}
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string // substring; "" means success
+	}{
+		{"defaults", Config{STS: f}, ""},
+		{"all set", Config{STS: f, Size: 1, Now: time.Now, ExpiryMargin: time.Minute, STSTimeout: time.Second, Registerer: prometheus.NewRegistry()}, ""},
+		{"no sts", Config{}, "sts: required"},
+		{"negative size", Config{STS: f, Size: -1}, "size"},
+		{"negative margin", Config{STS: f, ExpiryMargin: -time.Second}, "expiry margin"},
+		{"margin as long as shortest session", Config{STS: f, ExpiryMargin: 15 * time.Minute}, "expiry margin"},
+		{"negative timeout", Config{STS: f, STSTimeout: -time.Second}, "sts timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.cfg)
+			if tt.wantErr == "" {
+				if err != nil || c == nil {
+					t.Fatalf("New() = %v, %v, want cache, nil", c, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New() error = %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewReportsEveryConfigProblem(t *testing.T) {
+	_, err := New(Config{Size: -1, STSTimeout: -1})
+	for _, want := range []string{"sts: required", "size", "sts timeout"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New() error = %v, want it to mention %q", err, want)
+		}
+	}
+}
+
+func TestNewRegistrationConflict(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mustNew(t, Config{STS: &fakeSTS{}, Registerer: reg})
+	if _, err := New(Config{STS: &fakeSTS{}, Registerer: reg}); err == nil {
+		t.Fatalf("second New() on the same registry error = nil, want a registration error")
+	}
+}
+
+func TestGetReturnsSTSCredentials(t *testing.T) {
+	clock := newFakeClock()
+	f := &fakeSTS{now: clock.Now}
+	c := mustNew(t, Config{STS: f, Now: clock.Now})
+
+	got, err := c.Get(t.Context(), testSpec("alice"))
+	if err != nil {
+		t.Fatalf("Get() error = %v, want nil", err)
+	}
+	want := aws.Credentials{
+		AccessKeyID:     "AKID1",
+		SecretAccessKey: "SECRET1",
+		SessionToken:    "TOKEN1",
+		Source:          "sessioncache",
+		CanExpire:       true,
+		Expires:         clock.Now().Add(time.Hour),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Get() credentials mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestGetConcurrentColdSpec: a stampede on one uncached spec makes exactly one
+// AssumeRole call, and every caller gets its result.
+func TestGetConcurrentColdSpec(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := &fakeSTS{block: release}
+		c := mustNew(t, Config{STS: f})
+		spec := testSpec("alice")
+
+		const n = 1000
+		creds := make([]aws.Credentials, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { creds[i], errs[i] = c.Get(context.Background(), spec) })
+		}
+		synctest.Wait() // all n callers are now blocked, waiting on STS
+		if got := f.Calls(); got != 1 {
+			t.Fatalf("AssumeRole calls while %d callers wait = %d, want 1", n, got)
+		}
+		close(release)
+		wg.Wait()
+
+		for i := range n {
+			if errs[i] != nil || creds[i].AccessKeyID != "AKID1" {
+				t.Fatalf("Get() #%d = %q, %v, want AKID1, nil", i, creds[i].AccessKeyID, errs[i])
+			}
+		}
+		if got := f.Calls(); got != 1 {
+			t.Errorf("AssumeRole calls = %d, want 1", got)
+		}
+	})
+}
+
+// TestGetCancelledWaiter: a caller that gives up returns at once with its
+// context error; the shared STS call is not cancelled, the other caller gets
+// credentials and they are cached. Both the caller that started the flight
+// and one that joined it are tried.
+func TestGetCancelledWaiter(t *testing.T) {
+	for _, cancelFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cancel first caller=%v", cancelFirst), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				f := &fakeSTS{block: release}
+				c := mustNew(t, Config{STS: f})
+				spec := testSpec("alice")
+
+				type result struct {
+					creds aws.Credentials
+					err   error
+				}
+				get := func(ctx context.Context) chan result {
+					ch := make(chan result, 1)
+					go func() {
+						creds, err := c.Get(ctx, spec)
+						ch <- result{creds, err}
+					}()
+					synctest.Wait()
+					return ch
+				}
+				cancelCtx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var quitter, stayer chan result
+				if cancelFirst {
+					quitter = get(cancelCtx)
+					stayer = get(context.Background())
+				} else {
+					stayer = get(context.Background())
+					quitter = get(cancelCtx)
+				}
+
+				cancel()
+				synctest.Wait()
+				select {
+				case r := <-quitter:
+					if !errors.Is(r.err, context.Canceled) {
+						t.Errorf("cancelled Get() error = %v, want context.Canceled", r.err)
+					}
+					if errors.Is(r.err, ErrUnavailable) {
+						t.Errorf("cancelled Get() error = %v, want it not to be ErrUnavailable", r.err)
+					}
+				default:
+					t.Fatalf("cancelled Get() still blocked, want it to return before STS answers")
+				}
+				if err := f.Ctx(0).Err(); err != nil {
+					t.Errorf("STS call context error after a caller cancelled = %v, want nil", err)
+				}
+
+				close(release)
+				if r := <-stayer; r.err != nil || r.creds.AccessKeyID != "AKID1" {
+					t.Fatalf("remaining Get() = %q, %v, want AKID1, nil", r.creds.AccessKeyID, r.err)
+				}
+				if got := c.Len(); got != 1 {
+					t.Errorf("Len() = %d, want 1", got)
+				}
+				if _, err := c.Get(context.Background(), spec); err != nil {
+					t.Fatalf("Get() after flight error = %v, want nil", err)
+				}
+				if got := f.Calls(); got != 1 {
+					t.Errorf("AssumeRole calls = %d, want 1 (result cached)", got)
+				}
+			})
+		})
+	}
+}
+
+func TestGetCancelledBeforeMissDoesNotCallSTS(t *testing.T) {
+	f := &fakeSTS{}
+	c := mustNew(t, Config{STS: f})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := c.Get(ctx, testSpec("alice")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get(cancelled ctx) error = %v, want context.Canceled", err)
+	}
+	if got := f.Calls(); got != 0 {
+		t.Errorf("AssumeRole calls = %d, want 0", got)
+	}
+}
+
+// TestGetSTSTimeout: the STS call is bounded by STSTimeout even when the
+// caller's context has no deadline, and a timeout is ErrUnavailable.
+func TestGetSTSTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSTS{block: make(chan struct{})} // never released
+		c := mustNew(t, Config{STS: f, STSTimeout: 7 * time.Second})
+		start := time.Now()
+		_, err := c.Get(context.Background(), testSpec("alice"))
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Get() error = %v, want ErrUnavailable wrapping context.DeadlineExceeded", err)
+		}
+		if got := time.Since(start); got != 7*time.Second {
+			t.Errorf("Get() returned after %v, want 7s (STSTimeout)", got)
+		}
+	})
+}
+
+// TestGetExpiry: an entry is served until STS's Expiration minus the margin,
+// then replaced by a new AssumeRole. The lifetime STS grants (40m) differs
+// from the requested duration (1h) to show Expiration is what counts.
+func TestGetExpiry(t *testing.T) {
+	clock := newFakeClock()
+	f := &fakeSTS{now: clock.Now, lifetime: 40 * time.Minute}
+	c := mustNew(t, Config{STS: f, Now: clock.Now, ExpiryMargin: 5 * time.Minute})
+	spec := testSpec("alice")
+
+	steps := []struct {
+		advance time.Duration
+		wantKey string
+	}{
+		{0, "AKID1"},
+		{35*time.Minute - time.Nanosecond, "AKID1"},
+		{time.Nanosecond, "AKID2"}, // 35m after issue: Expiration - margin
+		{35*time.Minute - time.Nanosecond, "AKID2"},
+		{time.Nanosecond, "AKID3"},
+	}
+	var elapsed time.Duration
+	for _, s := range steps {
+		clock.Advance(s.advance)
+		elapsed += s.advance
+		got, err := c.Get(t.Context(), spec)
+		if err != nil || got.AccessKeyID != s.wantKey {
+			t.Fatalf("Get() at +%v = %q, %v, want %q, nil", elapsed, got.AccessKeyID, err, s.wantKey)
+		}
+	}
+	if got := f.Calls(); got != 3 {
+		t.Errorf("AssumeRole calls = %d, want 3", got)
+	}
+}
+
+func TestGetSpecsAreDistinct(t *testing.T) {
+	base := testSpec("alice")
+	otherTag := testSpec("alice")
+	otherTag.Tags = []tenancy.Tag{{Key: "cost-center", Value: "cc-42"}, {Key: "team", Value: "ml"}, {Key: "tenant", Value: "acmf"}}
+	reordered := testSpec("alice")
+	reordered.Tags = []tenancy.Tag{{Key: "tenant", Value: "acme"}, {Key: "cost-center", Value: "cc-42"}, {Key: "team", Value: "ml"}}
+	shorter := testSpec("alice")
+	shorter.Duration = 15 * time.Minute
+	withSource := testSpec("alice")
+	withSource.SourceIdentity = "alice"
+	otherRole := testSpec("alice")
+	otherRole.RoleARN = "arn:aws:iam::123456789012:role/BedrockOther"
+
+	tests := []struct {
+		name      string
+		b         tenancy.SessionSpec
+		wantCalls int
+	}{
+		{"one tag value differs", otherTag, 2},
+		{"tags in another order", reordered, 1},
+		{"duration differs", shorter, 2},
+		{"source identity added", withSource, 2},
+		{"role differs", otherRole, 2},
+		{"session name differs", testSpec("bob"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSTS{}
+			c := mustNew(t, Config{STS: f})
+			a, err := c.Get(t.Context(), base)
+			if err != nil {
+				t.Fatalf("Get(a) error = %v", err)
+			}
+			b, err := c.Get(t.Context(), tt.b)
+			if err != nil {
+				t.Fatalf("Get(b) error = %v", err)
+			}
+			if got := f.Calls(); got != tt.wantCalls {
+				t.Errorf("AssumeRole calls = %d, want %d", got, tt.wantCalls)
+			}
+			if same := a.AccessKeyID == b.AccessKeyID; same != (tt.wantCalls == 1) {
+				t.Errorf("Get(a).AccessKeyID = %q, Get(b).AccessKeyID = %q, want shared = %v", a.AccessKeyID, b.AccessKeyID, tt.wantCalls == 1)
+			}
+		})
+	}
+}
+
+func TestGetLRUBound(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := &fakeSTS{}
+	c := mustNew(t, Config{STS: f, Size: 2, Registerer: reg})
+	get := func(name string) {
+		t.Helper()
+		if _, err := c.Get(t.Context(), testSpec(name)); err != nil {
+			t.Fatalf("Get(%q) error = %v", name, err)
+		}
+	}
+	get("alice")
+	get("bob")
+	get("carol") // evicts alice, the least recently used
+	if got := c.Len(); got != 2 {
+		t.Errorf("Len() = %d, want 2", got)
+	}
+	if got := testutil.ToFloat64(c.m.evictions); got != 1 {
+		t.Errorf("evictions = %v, want 1", got)
+	}
+	get("carol")
+	get("bob")
+	if got := f.Calls(); got != 3 {
+		t.Errorf("AssumeRole calls after re-reading cached specs = %d, want 3", got)
+	}
+	get("alice")
+	if got := f.Calls(); got != 4 {
+		t.Errorf("AssumeRole calls after re-reading evicted spec = %d, want 4", got)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP bedrock_gateway_session_cache_entries Sessions currently cached.
+# TYPE bedrock_gateway_session_cache_entries gauge
+bedrock_gateway_session_cache_entries 2
+# HELP bedrock_gateway_session_cache_evictions_total Sessions evicted from the cache to stay within its size.
+# TYPE bedrock_gateway_session_cache_evictions_total counter
+bedrock_gateway_session_cache_evictions_total 2
+`), "bedrock_gateway_session_cache_entries", "bedrock_gateway_session_cache_evictions_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestGetErrorClassification(t *testing.T) {
+	apiErr := func(code string) error {
+		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
+			Code: code, Message: "User: arn:aws:sts::123456789012:assumed-role/gw/x is not authorized",
+		}}
+	}
+	tests := []struct {
+		name        string
+		err         error
+		want        error
+		wantOutcome string
+	}{
+		{"AccessDenied", apiErr("AccessDenied"), ErrAccessDenied, outcomeAccessDenied},
+		{"RegionDisabled", apiErr("RegionDisabledException"), ErrAccessDenied, outcomeAccessDenied},
+		{"ValidationError", apiErr("ValidationError"), ErrInvalidSession, outcomeInvalid},
+		{"MalformedPolicyDocument", apiErr("MalformedPolicyDocument"), ErrInvalidSession, outcomeInvalid},
+		{"PackedPolicyTooLarge", apiErr("PackedPolicyTooLarge"), ErrInvalidSession, outcomeInvalid},
+		{"Throttling", apiErr("Throttling"), ErrThrottled, outcomeThrottled},
+		{"ThrottlingException", apiErr("ThrottlingException"), ErrThrottled, outcomeThrottled},
+		{"bare API error", &smithy.GenericAPIError{Code: "AccessDenied"}, ErrAccessDenied, outcomeAccessDenied},
+		{"ExpiredToken (gateway's own creds)", apiErr("ExpiredToken"), ErrUnavailable, outcomeError},
+		{"InternalFailure 5xx", apiErr("InternalFailure"), ErrUnavailable, outcomeError},
+		{"context deadline", fmt.Errorf("operation error STS: AssumeRole: %w", context.DeadlineExceeded), ErrUnavailable, outcomeError},
+		{"network error", errors.New("dial tcp: connection refused"), ErrUnavailable, outcomeError},
+	}
+	sentinels := []error{ErrAccessDenied, ErrInvalidSession, ErrThrottled, ErrUnavailable}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			f := &fakeSTS{respond: func(context.Context, int, *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+				return nil, tt.err
+			}}
+			c := mustNew(t, Config{STS: f, Registerer: reg})
+			got, err := c.Get(t.Context(), testSpec("alice"))
+			if got != (aws.Credentials{}) {
+				t.Errorf("Get() credentials = %+v, want zero value on error", got)
+			}
+			for _, s := range sentinels {
+				if is, want := errors.Is(err, s), s == tt.want; is != want {
+					t.Errorf("errors.Is(Get() error %q, %v) = %v, want %v", err, s, is, want)
+				}
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("Get() error = %v, want it to wrap the STS error %v", err, tt.err)
+			}
+			if err != nil && !strings.Contains(err.Error(), `"alice"`) {
+				t.Errorf("Get() error = %q, want it to name the session", err)
+			}
+			var want strings.Builder
+			want.WriteString("# HELP bedrock_gateway_sts_assume_role_total STS AssumeRole calls made by the session cache, by outcome.\n")
+			want.WriteString("# TYPE bedrock_gateway_sts_assume_role_total counter\n")
+			for _, o := range outcomes {
+				n := 0
+				if o == tt.wantOutcome {
+					n = 1
+				}
+				fmt.Fprintf(&want, "bedrock_gateway_sts_assume_role_total{outcome=%q} %d\n", o, n)
+			}
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()), "bedrock_gateway_sts_assume_role_total"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestGetErrorsNotCached: this version keeps no negative cache, so the next
+// Get after a failure calls STS again.
+func TestGetErrorsNotCached(t *testing.T) {
+	f := &fakeSTS{}
+	f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+		if n == 1 {
+			return nil, &smithy.GenericAPIError{Code: "Throttling"}
+		}
+		return f.output(n), nil
+	}
+	c := mustNew(t, Config{STS: f})
+	spec := testSpec("alice")
+	if _, err := c.Get(t.Context(), spec); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("first Get() error = %v, want ErrThrottled", err)
+	}
+	if got := c.Len(); got != 0 {
+		t.Errorf("Len() after failure = %d, want 0", got)
+	}
+	got, err := c.Get(t.Context(), spec)
+	if err != nil || got.AccessKeyID != "AKID2" {
+		t.Errorf("second Get() = %q, %v, want AKID2, nil", got.AccessKeyID, err)
+	}
+}
+
+func TestGetRefusesBadResponse(t *testing.T) {
+	clock := newFakeClock()
+	exp := func(d time.Duration) *time.Time { return aws.Time(clock.Now().Add(d)) }
+	full := func() *types.Credentials {
+		return &types.Credentials{
+			AccessKeyId:     aws.String("AKIDBAD"),
+			SecretAccessKey: aws.String("SECRETBAD"),
+			SessionToken:    aws.String("TOKENBAD"),
+			Expiration:      exp(time.Hour),
+		}
+	}
+	tests := []struct {
+		name string
+		out  *sts.AssumeRoleOutput
+	}{
+		{"nil output", nil},
+		{"no credentials", &sts.AssumeRoleOutput{}},
+		{"no access key", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.AccessKeyId = nil; return c }()}},
+		{"empty secret", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.SecretAccessKey = aws.String(""); return c }()}},
+		{"no session token", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.SessionToken = nil; return c }()}},
+		{"no expiration", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.Expiration = nil; return c }()}},
+		{"expires within margin", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.Expiration = exp(5 * time.Minute); return c }()}},
+		{"already expired", &sts.AssumeRoleOutput{Credentials: func() *types.Credentials { c := full(); c.Expiration = exp(-time.Hour); return c }()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSTS{respond: func(context.Context, int, *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+				return tt.out, nil
+			}}
+			c := mustNew(t, Config{STS: f, Now: clock.Now, ExpiryMargin: 5 * time.Minute})
+			got, err := c.Get(t.Context(), testSpec("alice"))
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Get() error = %v, want ErrUnavailable", err)
+			}
+			if got != (aws.Credentials{}) {
+				t.Errorf("Get() credentials = %+v, want zero value", got)
+			}
+			if err != nil && (strings.Contains(err.Error(), "SECRETBAD") || strings.Contains(err.Error(), "TOKENBAD")) {
+				t.Errorf("Get() error = %q, want no secret in it", err)
+			}
+			if got := c.Len(); got != 0 {
+				t.Errorf("Len() = %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestGetRejectsInvalidSpecLocally(t *testing.T) {
+	mod := func(f func(*tenancy.SessionSpec)) tenancy.SessionSpec {
+		s := testSpec("alice")
+		f(&s)
+		return s
+	}
+	tooManyTags := make([]tenancy.Tag, 51)
+	for i := range tooManyTags {
+		tooManyTags[i] = tenancy.Tag{Key: fmt.Sprintf("k%02d", i), Value: "v"}
+	}
+	tests := []struct {
+		name string
+		spec tenancy.SessionSpec
+	}{
+		{"duration over an hour", mod(func(s *tenancy.SessionSpec) { s.Duration = time.Hour + time.Second })},
+		{"duration 12h", mod(func(s *tenancy.SessionSpec) { s.Duration = 12 * time.Hour })},
+		{"duration under 15m", mod(func(s *tenancy.SessionSpec) { s.Duration = 899 * time.Second })},
+		{"negative duration", mod(func(s *tenancy.SessionSpec) { s.Duration = -time.Hour })},
+		{"fractional seconds", mod(func(s *tenancy.SessionSpec) { s.Duration = 20*time.Minute + time.Millisecond })},
+		{"no role", mod(func(s *tenancy.SessionSpec) { s.RoleARN = "" })},
+		{"session name too short", mod(func(s *tenancy.SessionSpec) { s.SessionName = "a" })},
+		{"session name too long", mod(func(s *tenancy.SessionSpec) { s.SessionName = strings.Repeat("a", 65) })},
+		{"session name with space", mod(func(s *tenancy.SessionSpec) { s.SessionName = "alice smith" })},
+		{"session name with slash", mod(func(s *tenancy.SessionSpec) { s.SessionName = "alice/x" })},
+		{"bad source identity", mod(func(s *tenancy.SessionSpec) { s.SourceIdentity = "a:b" })},
+		{"51 tags", mod(func(s *tenancy.SessionSpec) { s.Tags = tooManyTags })},
+		{"empty tag key", mod(func(s *tenancy.SessionSpec) { s.Tags = []tenancy.Tag{{Key: "", Value: "v"}} })},
+		{"tag key 129 chars", mod(func(s *tenancy.SessionSpec) { s.Tags = []tenancy.Tag{{Key: strings.Repeat("k", 129)}} })},
+		{"tag value 257 chars", mod(func(s *tenancy.SessionSpec) { s.Tags = []tenancy.Tag{{Key: "k", Value: strings.Repeat("é", 257)}} })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSTS{}
+			c := mustNew(t, Config{STS: f})
+			if _, err := c.Get(t.Context(), tt.spec); !errors.Is(err, ErrInvalidSession) {
+				t.Errorf("Get() error = %v, want ErrInvalidSession", err)
+			}
+			if got := f.Calls(); got != 0 {
+				t.Errorf("AssumeRole calls = %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestGetAcceptsSpecsAtLimits(t *testing.T) {
+	tags := make([]tenancy.Tag, 50)
+	for i := range tags {
+		tags[i] = tenancy.Tag{Key: fmt.Sprintf("%03d", i) + strings.Repeat("k", 125), Value: strings.Repeat("é", 256)}
+	}
+	tests := []struct {
+		name string
+		spec tenancy.SessionSpec
+	}{
+		{"15m, 2-char name", tenancy.SessionSpec{RoleARN: "arn:aws:iam::1:role/r", SessionName: "ab", Duration: 15 * time.Minute}},
+		{"1h, 64-char name, 50 full tags", tenancy.SessionSpec{RoleARN: "arn:aws:iam::123456789012:role/r", SessionName: strings.Repeat("a", 64), Tags: tags, Duration: time.Hour}},
+		{"every name character", tenancy.SessionSpec{RoleARN: "arn:aws:iam::123456789012:role/r", SessionName: "aZ09_+=,.@-", SourceIdentity: "aZ09_+=,.@-"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustNew(t, Config{STS: &fakeSTS{}})
+			if _, err := c.Get(t.Context(), tt.spec); err != nil {
+				t.Errorf("Get() error = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	clock := newFakeClock()
+	reg := prometheus.NewRegistry()
+	f := &fakeSTS{now: clock.Now}
+	f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+		clock.Advance(300 * time.Millisecond)
+		return f.output(n), nil
+	}
+	c := mustNew(t, Config{STS: f, Now: clock.Now, Registerer: reg})
+	for range 3 {
+		if _, err := c.Get(t.Context(), testSpec("alice")); err != nil {
+			t.Fatalf("Get() error = %v", err)
+		}
+	}
+	want := `
+# HELP bedrock_gateway_session_cache_entries Sessions currently cached.
+# TYPE bedrock_gateway_session_cache_entries gauge
+bedrock_gateway_session_cache_entries 1
+# HELP bedrock_gateway_session_cache_evictions_total Sessions evicted from the cache to stay within its size.
+# TYPE bedrock_gateway_session_cache_evictions_total counter
+bedrock_gateway_session_cache_evictions_total 0
+# HELP bedrock_gateway_session_cache_requests_total Session cache lookups, by result (hit or miss).
+# TYPE bedrock_gateway_session_cache_requests_total counter
+bedrock_gateway_session_cache_requests_total{result="hit"} 2
+bedrock_gateway_session_cache_requests_total{result="miss"} 1
+# HELP bedrock_gateway_sts_assume_role_duration_seconds Latency of STS AssumeRole calls, SDK retries included.
+# TYPE bedrock_gateway_sts_assume_role_duration_seconds histogram
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.005"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.01"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.025"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.05"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.1"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.25"} 0
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.5"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="1"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="2.5"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="5"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="10"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="+Inf"} 1
+bedrock_gateway_sts_assume_role_duration_seconds_sum 0.3
+bedrock_gateway_sts_assume_role_duration_seconds_count 1
+# HELP bedrock_gateway_sts_assume_role_total STS AssumeRole calls made by the session cache, by outcome.
+# TYPE bedrock_gateway_sts_assume_role_total counter
+bedrock_gateway_sts_assume_role_total{outcome="access_denied"} 0
+bedrock_gateway_sts_assume_role_total{outcome="error"} 0
+bedrock_gateway_sts_assume_role_total{outcome="invalid"} 0
+bedrock_gateway_sts_assume_role_total{outcome="success"} 1
+bedrock_gateway_sts_assume_role_total{outcome="throttled"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestMetricsCarryNoSessionData: no metric label or value text contains the
+// session name, tag values or credentials.
+func TestMetricsCarryNoSessionData(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := mustNew(t, Config{STS: &fakeSTS{}, Registerer: reg})
+	if _, err := c.Get(t.Context(), testSpec("alice")); err != nil {
+		t.Fatalf("Get() error = %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather() error = %v", err)
+	}
+	text := fmt.Sprint(mfs)
+	for _, secret := range []string{"alice", "acme", "cc-42", "AKID1", "SECRET1", "TOKEN1", "BedrockUser"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("gathered metrics contain %q, want no session data", secret)
+		}
+	}
+}
+
+func BenchmarkGetHit(b *testing.B) {
+	c := mustNew(b, Config{STS: &fakeSTS{}, Registerer: prometheus.NewRegistry()})
+	spec := testSpec("alice@example.com")
+	if _, err := c.Get(context.Background(), spec); err != nil {
+		b.Fatalf("Get() error = %v", err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := c.Get(ctx, spec); err != nil {
+				b.Errorf("Get() error = %v", err)
+				return
+			}
+		}
+	})
+}

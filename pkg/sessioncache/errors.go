@@ -1,0 +1,57 @@
+package sessioncache
+
+import (
+	"errors"
+
+	"github.com/aws/smithy-go"
+)
+
+// Sentinel errors let callers (the proxy) choose an HTTP answer with
+// errors.Is instead of matching text. Every error from Get except a
+// caller's own context error wraps exactly one of them.
+var (
+	// ErrAccessDenied: STS refused to let the gateway assume the role for
+	// this session (AccessDenied, or RegionDisabledException when STS is not
+	// activated in the Region).
+	ErrAccessDenied = errors.New("sts denied access")
+	// ErrInvalidSession: the session spec is not acceptable, either by a
+	// local check or by STS (ValidationError, MalformedPolicyDocument,
+	// PackedPolicyTooLarge). Retrying the same spec will not help.
+	ErrInvalidSession = errors.New("invalid session")
+	// ErrThrottled: STS throttled the call even after SDK retries.
+	ErrThrottled = errors.New("sts throttled")
+	// ErrUnavailable: no usable answer from STS (timeout, network error,
+	// 5xx, an incomplete response, or any error not classified above).
+	ErrUnavailable = errors.New("sts unavailable")
+)
+
+// Bounded values of the outcome label of sts_assume_role_total.
+const (
+	outcomeSuccess      = "success"
+	outcomeAccessDenied = "access_denied"
+	outcomeInvalid      = "invalid"
+	outcomeThrottled    = "throttled"
+	outcomeError        = "error"
+)
+
+var outcomes = []string{outcomeSuccess, outcomeAccessDenied, outcomeInvalid, outcomeThrottled, outcomeError}
+
+// classify maps an AssumeRole error to a sentinel and metric outcome using
+// the STS error code (STS API reference, "Errors"); anything without a known
+// code, including timeouts and transport errors, is ErrUnavailable.
+func classify(err error) (sentinel error, outcome string) {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return ErrUnavailable, outcomeError
+	}
+	switch ae.ErrorCode() {
+	case "AccessDenied", "RegionDisabledException":
+		return ErrAccessDenied, outcomeAccessDenied
+	case "ValidationError", "MalformedPolicyDocument", "PackedPolicyTooLarge":
+		return ErrInvalidSession, outcomeInvalid
+	case "Throttling", "ThrottlingException": // both in aws-sdk-go-v2's retry.DefaultThrottleErrorCodes
+		return ErrThrottled, outcomeThrottled
+	default:
+		return ErrUnavailable, outcomeError
+	}
+}
