@@ -74,7 +74,14 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	fakeURL := "http://" + fakeLn.Addr().String()
-	fakeHandler := fake.Handler()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveUntilDone(gctx, fakeLn, fake.Handler(), logger) })
+	// Whatever fails below, stop the emulator before returning.
+	stopFake := func(err error) error {
+		fakeLn.Close()
+		_ = g.Wait()
+		return err
+	}
 
 	// Demo keys.
 	keysFile := filepath.Join(dir, "keys.json")
@@ -86,7 +93,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	for _, u := range devUsers {
 		k, _, err := auth.CreateKey(keysFile, u.user, u.team, u.tenant, u.costCenter, time.Now())
 		if err != nil {
-			return fmt.Errorf("create demo key: %w", err)
+			return stopFake(fmt.Errorf("create demo key: %w", err))
 		}
 		keys = append(keys, demoKey{u, k})
 	}
@@ -100,12 +107,12 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	cfg.applyDefaults(func(string) string { return "" })
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("dev config: %w", err)
+		return stopFake(fmt.Errorf("dev config: %w", err))
 	}
 	root := fake.RootCredentials(devGatewayRole)
 	h, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry())
 	if err != nil {
-		return err
+		return stopFake(err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_dev/billing", func(w http.ResponseWriter, r *http.Request) { writeBilling(w, r, fake) })
@@ -113,7 +120,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return err
+		return stopFake(err)
 	}
 	var tlsLn net.Listener
 	var certFile string
@@ -121,25 +128,23 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		cf, kf, err := writeSelfSignedCert(dir, time.Now())
 		if err != nil {
 			ln.Close()
-			return err
+			return stopFake(err)
 		}
 		cert, err := tls.LoadX509KeyPair(cf, kf)
 		if err != nil {
 			ln.Close()
-			return err
+			return stopFake(err)
 		}
 		certFile = cf
 		tlsLn, err = listenOn(*tlsListen, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		if err != nil {
 			ln.Close()
-			return err
+			return stopFake(err)
 		}
 	}
 
 	printDevBanner(stdout, ln.Addr().String(), tlsLn, certFile, keys[0].key, keys[1].key)
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveUntilDone(gctx, fakeLn, fakeHandler, logger) })
 	g.Go(func() error { return serveUntilDone(gctx, ln, mux, logger) })
 	if tlsLn != nil {
 		g.Go(func() error { return serveUntilDone(gctx, tlsLn, mux, logger) })
