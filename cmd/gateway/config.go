@@ -31,6 +31,8 @@ type Config struct {
 	AWS AWSConfig `yaml:"aws"`
 	// Session says how callers become STS sessions.
 	Session SessionConfig `yaml:"session"`
+	// STS bounds the gateway's use of STS.
+	STS STSConfig `yaml:"sts"`
 	// Auth says how callers authenticate.
 	Auth AuthConfig `yaml:"auth"`
 	// Proxy tunes the data plane.
@@ -83,6 +85,39 @@ type SessionConfig struct {
 	CacheSize int `yaml:"cache_size"`
 	// TagKeys names the session tag each identity attribute is sent as.
 	TagKeys TagKeysConfig `yaml:"tag_keys"`
+	// ExpiryMargin: cached credentials stop being handed out this long
+	// before they expire (while STS can renew them). Default 5m; under 15m.
+	ExpiryMargin time.Duration `yaml:"expiry_margin"`
+	// RefreshBefore: sessions in use are renewed in the background this
+	// long before the expiry margin, plus up to RefreshJitter, so that
+	// sessions created together do not renew together. Defaults 10m, 5m.
+	RefreshBefore time.Duration `yaml:"refresh_before"`
+	RefreshJitter time.Duration `yaml:"refresh_jitter"`
+}
+
+// STSConfig is the gateway's STS budget. STS allows 600 requests per second
+// per account and Region, shared by every STS call in the account (IAM User
+// Guide, "STS request quotas"): the gateway must leave room for the rest.
+type STSConfig struct {
+	// Rate is this process's AssumeRole budget, calls per second; no
+	// one-second window sees more. With N replicas, set it to the share
+	// each may use. Default 400.
+	Rate float64 `yaml:"rate"`
+	// NewSessionShare is the share of Rate new sessions may use, (0,1];
+	// the rest is kept for refreshes of active users. Default 0.75.
+	NewSessionShare float64 `yaml:"new_session_share"`
+	// AdmissionWait is the longest a new user waits for the budget before
+	// 503 ServiceUnavailableException with Retry-After. Default 2s.
+	AdmissionWait time.Duration `yaml:"admission_wait"`
+	// Timeout bounds getting one session (waits, attempts, backoff).
+	// Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// NegativeTTL: an STS refusal (AccessDenied, ValidationError) for a
+	// session is answered from memory this long. Default 30s.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// ThrottleCooldown: after STS throttling the budget is halved this
+	// long. Default 30s.
+	ThrottleCooldown time.Duration `yaml:"throttle_cooldown"`
 }
 
 // TagKeysConfig names session tag keys. A key left out takes its default;
@@ -279,6 +314,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Session.CacheSize < 1 {
 		add("session.cache_size: must be at least 1, got %d", c.Session.CacheSize)
+	}
+	if m := c.Session.ExpiryMargin; m < 0 || m >= 15*time.Minute {
+		add("session.expiry_margin: must be 0..15m, got %v", m)
+	}
+	for path, d := range map[string]time.Duration{
+		"session.refresh_before": c.Session.RefreshBefore, "session.refresh_jitter": c.Session.RefreshJitter,
+		"sts.admission_wait": c.STS.AdmissionWait, "sts.timeout": c.STS.Timeout,
+		"sts.negative_ttl": c.STS.NegativeTTL, "sts.throttle_cooldown": c.STS.ThrottleCooldown,
+	} {
+		if d < 0 {
+			add("%s: must not be negative, got %v", path, d)
+		}
+	}
+	if r := c.STS.Rate; r != 0 && (r <= 1 || r > 600) {
+		add("sts.rate: must be more than 1 and at most 600 (the STS account quota), got %v", r)
+	}
+	if s := c.STS.NewSessionShare; s < 0 || s > 1 {
+		add("sts.new_session_share: must be in (0,1], got %v", s)
 	}
 	if c.Auth.APIKeysFile == "" {
 		add("auth.api_keys_file: required")

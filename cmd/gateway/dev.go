@@ -110,10 +110,11 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return stopFake(fmt.Errorf("dev config: %w", err))
 	}
 	root := fake.RootCredentials(devGatewayRole)
-	h, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry())
+	h, closeGateway, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry())
 	if err != nil {
 		return stopFake(err)
 	}
+	defer closeGateway()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_dev/billing", func(w http.ResponseWriter, r *http.Request) { writeBilling(w, r, fake) })
 	mux.Handle("/", h)

@@ -51,10 +51,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	h, err := newGateway(ctx, cfg, nil, logger, reg)
+	h, closeGateway, err := newGateway(ctx, cfg, nil, logger, reg)
 	if err != nil {
 		return err
 	}
+	defer closeGateway()
 	var tlsCfg *tls.Config
 	if cfg.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))
@@ -88,21 +89,23 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
 // standard SDK credential chain. It is given to the STS client only: the
 // proxy has no way to reach it, so a Bedrock call can never be signed with
 // the gateway's own credentials.
-func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
+//
+// The returned close function stops background session refreshes.
+func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, func(), error) {
 	keys, err := auth.LoadKeyStore(cfg.path(cfg.Auth.APIKeysFile))
 	if err != nil {
-		return nil, fmt.Errorf("auth.api_keys_file: %w", err)
+		return nil, nil, fmt.Errorf("auth.api_keys_file: %w", err)
 	}
 	resolver, err := tenancy.NewResolver(cfg.tenancyConfig())
 	if err != nil {
-		return nil, fmt.Errorf("session: %w", err)
+		return nil, nil, fmt.Errorf("session: %w", err)
 	}
 
 	var awsCfg aws.Config
 	if stsCreds == nil {
 		awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.AWS.Region))
 		if err != nil {
-			return nil, fmt.Errorf("load AWS configuration: %w", err)
+			return nil, nil, fmt.Errorf("load AWS configuration: %w", err)
 		}
 	} else {
 		awsCfg = aws.Config{Region: cfg.AWS.Region, Credentials: stsCreds}
@@ -113,16 +116,25 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 		}
 	})
 	cache, err := sessioncache.New(sessioncache.Config{
-		STS:        stsClient,
-		Size:       cfg.Session.CacheSize,
-		Registerer: reg,
+		STS:              stsClient,
+		Size:             cfg.Session.CacheSize,
+		ExpiryMargin:     cfg.Session.ExpiryMargin,
+		RefreshBefore:    cfg.Session.RefreshBefore,
+		RefreshJitter:    cfg.Session.RefreshJitter,
+		STSTimeout:       cfg.STS.Timeout,
+		Rate:             cfg.STS.Rate,
+		NewSessionShare:  cfg.STS.NewSessionShare,
+		AdmissionWait:    cfg.STS.AdmissionWait,
+		NegativeTTL:      cfg.STS.NegativeTTL,
+		ThrottleCooldown: cfg.STS.ThrottleCooldown,
+		Registerer:       reg,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	endpoint, err := url.Parse(cfg.AWS.BedrockRuntimeEndpoint)
 	if err != nil {
-		return nil, fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err)
+		return nil, nil, fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err)
 	}
 	p, err := proxy.New(proxy.Config{
 		Endpoint:      endpoint,
@@ -136,7 +148,8 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 		UserAgent:     "bedrock-gateway/" + version,
 	})
 	if err != nil {
-		return nil, err
+		cache.Close()
+		return nil, nil, err
 	}
 	// Say which identity the gateway calls STS as: the first thing an
 	// operator checks when AssumeRole is denied. Not fatal: STS may be
@@ -148,7 +161,7 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 	} else {
 		logger.Info("gateway AWS identity", "arn", aws.ToString(out.Arn), "invocation_role", cfg.Session.RoleARN)
 	}
-	return p, nil
+	return p, cache.Close, nil
 }
 
 // checkIdentity reports whether id can become an STS session under cfg.

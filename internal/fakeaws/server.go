@@ -73,6 +73,10 @@ type Options struct {
 	// ctx is the request's context; a hook that blocks should also watch
 	// ctx.Done().
 	BeforeEvent func(ctx context.Context, op string, i int)
+	// SessionLifetime, if set, caps the lifetime of issued session
+	// credentials below the requested DurationSeconds: STS may return an
+	// Expiration sooner than asked for, and callers must honour it.
+	SessionLifetime time.Duration
 	// RecordLimit, if positive, bounds the memory a long-running fake
 	// (`gateway dev`) spends on records: AssumeRoleCalls and Invocations
 	// keep only the most recent RecordLimit entries. BillingRows always

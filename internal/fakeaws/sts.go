@@ -198,7 +198,7 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request, reqID string
 	issued := &credential{
 		secret:       randomSecret(),
 		sessionToken: randomSessionToken(),
-		expires:      call.Time.Add(time.Duration(duration) * time.Second).UTC().Truncate(time.Second),
+		expires:      call.Time.Add(s.lifetime(duration)).UTC().Truncate(time.Second),
 		principalARN: "arn:aws:sts::" + account + ":assumed-role/" + roleName + "/" + call.SessionName,
 		userID:       roleID + ":" + call.SessionName,
 		account:      account,
@@ -510,4 +510,13 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
+}
+
+// lifetime is how long credentials issued for durationSeconds last.
+func (s *Server) lifetime(durationSeconds int64) time.Duration {
+	d := time.Duration(durationSeconds) * time.Second
+	if s.opts.SessionLifetime > 0 && s.opts.SessionLifetime < d {
+		return s.opts.SessionLifetime
+	}
+	return d
 }

@@ -3,7 +3,10 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error is an answer the gateway gives itself, in the shape Bedrock uses so
@@ -18,6 +21,9 @@ type Error struct {
 	Type   string // Bedrock exception name, e.g. "ValidationException"
 	Msg    string
 	Err    error
+	// RetryAfter, if set, is sent as Retry-After (whole seconds, at least
+	// one), which Claude Code and the Anthropic SDKs honour.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -55,6 +61,9 @@ func writeError(w http.ResponseWriter, requestID string, e *Error) {
 	h.Set("X-Amzn-ErrorType", e.Type)
 	if requestID != "" {
 		h.Set("X-Amzn-RequestId", requestID)
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(e.RetryAfter.Seconds())))))
 	}
 	if e.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="bedrock-gateway"`)

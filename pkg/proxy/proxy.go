@@ -306,6 +306,13 @@ func credentialError(ctx context.Context, err error) *Error {
 		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "the gateway is not allowed to create an AWS session for you: ask the gateway operator", Err: err}
 	case errors.Is(err, sessioncache.ErrInvalidSession):
 		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "AWS refused the session the gateway built for you: ask the gateway operator", Err: err}
+	case errors.Is(err, sessioncache.ErrOverloaded):
+		e := &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway is creating AWS sessions for many users at once; retry shortly", Err: err}
+		var oe *sessioncache.OverloadedError
+		if errors.As(err, &oe) {
+			e.RetryAfter = oe.RetryAfter
+		}
+		return e
 	case errors.Is(err, sessioncache.ErrThrottled), errors.Is(err, sessioncache.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway could not obtain AWS credentials for you right now; retry later", Err: err}
 	default:

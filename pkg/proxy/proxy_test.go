@@ -371,6 +371,7 @@ func TestCredentialErrors(t *testing.T) {
 		{fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled), 503, "ServiceUnavailableException"},
 		{fmt.Errorf("%w: dial tcp", sessioncache.ErrUnavailable), 503, "ServiceUnavailableException"},
 		{errors.New("surprise " + leak), 500, "InternalServerException"},
+		{fmt.Errorf("new session: %w", &sessioncache.OverloadedError{RetryAfter: 1500 * time.Millisecond}), 503, "ServiceUnavailableException"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.typ+fmt.Sprint(tt.status), func(t *testing.T) {
@@ -380,6 +381,11 @@ func TestCredentialErrors(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tt.status || resp.Header.Get("X-Amzn-ErrorType") != tt.typ {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), tt.status, tt.typ)
+			}
+			if errors.Is(tt.err, sessioncache.ErrOverloaded) {
+				if got := resp.Header.Get("Retry-After"); got != "2" {
+					t.Errorf("Retry-After = %q, want 2 (1.5s rounded up)", got)
+				}
 			}
 			if bytes.Contains(body, []byte("arn:")) || bytes.Contains(body, []byte("123456789012")) {
 				t.Errorf("body leaks internal detail: %s", body)

@@ -9,6 +9,16 @@
 // context detached from any one caller, so a caller that gives up does not
 // cancel it for the others.
 //
+// Sessions of active users are renewed in the background before they go
+// stale, with jitter so that a wave of first logins does not expire together
+// an hour later; idle sessions are left to lapse. Every AssumeRole passes an
+// admission budget that keeps the process under the account's STS quota,
+// with active users ahead of new ones; STS throttling lowers the budget for
+// a while, and refusals (AccessDenied, ValidationError) are remembered
+// briefly so that a broken mapping cannot hammer STS. While STS is
+// unreachable, cached credentials keep serving until a minute before they
+// expire.
+//
 // Get never returns credentials other than the ones STS issued for exactly
 // the requested spec: on any failure it returns an error, never the gateway's
 // own credentials and never zero credentials with a nil error.
@@ -18,6 +28,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,9 +57,48 @@ const (
 	// stop being handed out, so that a request signed with them does not
 	// reach AWS after they expire.
 	DefaultExpiryMargin = 5 * time.Minute
-	// DefaultSTSTimeout bounds one AssumeRole call, SDK retries included.
+	// DefaultSTSTimeout bounds getting one session from STS, backoff and
+	// retries included.
 	DefaultSTSTimeout = 10 * time.Second
+	// DefaultRate is the default AssumeRole budget, calls per second: well
+	// under the 600/s STS allows per account and Region for all STS calls
+	// together (IAM User Guide, "STS request quotas").
+	DefaultRate = 400
+	// DefaultNewSessionShare is the default share of the rate new sessions
+	// may use; the rest is kept for refreshes of active users.
+	DefaultNewSessionShare = 0.75
+	// DefaultAdmissionWait is how long a new session waits for the budget
+	// before the caller gets 503.
+	DefaultAdmissionWait = 2 * time.Second
+	// DefaultRefreshBefore is how long before a session goes stale its
+	// background refresh starts, plus up to DefaultRefreshJitter.
+	DefaultRefreshBefore = 10 * time.Minute
+	// DefaultRefreshJitter spreads refreshes of sessions created together.
+	DefaultRefreshJitter = 5 * time.Minute
+	// DefaultNegativeTTL is how long an STS refusal (AccessDenied,
+	// ValidationError, ...) is answered from memory.
+	DefaultNegativeTTL = 30 * time.Second
+	// DefaultThrottleCooldown is how long the admission rate stays halved
+	// after STS throttles the gateway.
+	DefaultThrottleCooldown = 30 * time.Second
 )
+
+// lastResortMargin: while STS cannot be reached, a cached session keeps
+// serving past its staleness until this long before it expires, so that no
+// signature made with it reaches AWS after expiry.
+const lastResortMargin = time.Minute
+
+// refreshRetry is how long after a failed background refresh the next hit
+// may try again.
+const refreshRetry = 30 * time.Second
+
+// activeWindow: a session used within this window counts as active for the
+// soonest-expiry metric.
+const activeWindow = 15 * time.Minute
+
+// maxAttempts bounds AssumeRole attempts per session fill (throttled or
+// unreachable STS), within STSTimeout.
+const maxAttempts = 4
 
 // minSessionDuration is the smallest DurationSeconds STS accepts (900 s,
 // AssumeRole API reference). An ExpiryMargin at or above it would make every
@@ -68,9 +121,32 @@ type Config struct {
 	// Expiration STS returned. Default 5m; must be below 15m, the shortest
 	// session STS issues.
 	ExpiryMargin time.Duration
-	// STSTimeout bounds each AssumeRole call (including SDK retries),
-	// independently of any caller's context. Default 10s.
+	// STSTimeout bounds getting one session from STS (admission wait,
+	// attempts and backoff), independently of any caller's context.
+	// Default 10s.
 	STSTimeout time.Duration
+	// Rate is the process's AssumeRole budget, calls per second; no
+	// one-second window sees more. Default 400. Must exceed 1.
+	Rate float64
+	// NewSessionShare is the share of Rate new sessions may use, in (0,1];
+	// the rest is kept for refreshes of active users. Default 0.75.
+	NewSessionShare float64
+	// AdmissionWait is the longest a new session waits for the budget;
+	// then Get fails with an *OverloadedError. Default 2s.
+	AdmissionWait time.Duration
+	// RefreshBefore: a session used after (stale time - RefreshBefore -
+	// up to RefreshJitter) is renewed in the background; at most half its
+	// usable life is spent before that. Defaults 10m and 5m.
+	RefreshBefore time.Duration
+	RefreshJitter time.Duration
+	// NegativeTTL is how long an STS refusal for a spec is remembered.
+	// Default 30s.
+	NegativeTTL time.Duration
+	// ThrottleCooldown is how long the rate stays halved after STS
+	// throttling. Default 30s.
+	ThrottleCooldown time.Duration
+	// Rand returns a number in [0,1) for jitter. Default math/rand/v2.
+	Rand func() float64
 	// Registerer receives the cache's Prometheus metrics. Optional; nil
 	// means no metrics are registered.
 	Registerer prometheus.Registerer
@@ -79,27 +155,54 @@ type Config struct {
 // Cache hands out STS credentials per session spec. It is safe for
 // concurrent use. The zero value is not usable; call New.
 type Cache struct {
-	sts        STS
-	now        func() time.Time
-	margin     time.Duration
-	stsTimeout time.Duration
+	sts           STS
+	now           func() time.Time
+	rand          func() float64
+	margin        time.Duration
+	stsTimeout    time.Duration
+	refreshBefore time.Duration
+	refreshJitter time.Duration
+	negativeTTL   time.Duration
 
-	lru     *lru.Cache[string, *entry]
-	flights singleflight.Group
-	m       *metrics
+	lru      *lru.Cache[string, *entry]
+	negative *lru.Cache[string, refusal]
+	flights  singleflight.Group
+	adm      *admission
+	m        *metrics
+
+	// root ends background work at Close.
+	root   context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
 }
 
-// entry is one cached session. Entries are immutable once stored; a renewal
-// stores a new entry under the same key, so readers need no lock.
+// entry is one cached session. Its credentials and times never change; a
+// renewal stores a new entry under the same key. The atomics coordinate
+// background refresh without a lock on the hit path.
 type entry struct {
 	creds aws.Credentials
 	// staleAt is creds.Expires minus the expiry margin: from this instant
-	// the entry is no longer handed out.
+	// the entry is handed out only while STS cannot renew it.
 	staleAt time.Time
+	// lastResortAt is creds.Expires minus lastResortMargin: the entry is
+	// never handed out after it.
+	lastResortAt time.Time
+
+	refreshAt  atomic.Int64 // unix ns: a hit from then starts a background refresh
+	lastUsed   atomic.Int64 // unix ns of the latest hit
+	refreshing atomic.Bool
 }
 
-// fresh reports whether e may still be handed out at now.
+// fresh reports whether e may be handed out at now.
 func (e *entry) fresh(now time.Time) bool { return now.Before(e.staleAt) }
+
+// refusal is a remembered STS refusal for one spec.
+type refusal struct {
+	err   error
+	until time.Time
+}
 
 // New returns a Cache configured by cfg, or an error if cfg is invalid or
 // the metrics cannot be registered.
@@ -117,35 +220,53 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.STSTimeout < 0 {
 		errs = append(errs, fmt.Errorf("sts timeout: must not be negative, got %v", cfg.STSTimeout))
 	}
+	if cfg.Rate != 0 && !(cfg.Rate > 1) {
+		errs = append(errs, fmt.Errorf("rate: must be more than 1 call per second, got %v", cfg.Rate))
+	}
+	if cfg.NewSessionShare < 0 || cfg.NewSessionShare > 1 {
+		errs = append(errs, fmt.Errorf("new session share: must be in (0,1], got %v", cfg.NewSessionShare))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"admission wait", cfg.AdmissionWait}, {"refresh before", cfg.RefreshBefore}, {"refresh jitter", cfg.RefreshJitter}, {"negative ttl", cfg.NegativeTTL}, {"throttle cooldown", cfg.ThrottleCooldown}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %v", d.name, d.v))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("sessioncache: %w", err)
 	}
 
 	c := &Cache{
-		sts:        cfg.STS,
-		now:        cfg.Now,
-		margin:     cfg.ExpiryMargin,
-		stsTimeout: cfg.STSTimeout,
+		sts:           cfg.STS,
+		now:           cfg.Now,
+		rand:          cfg.Rand,
+		margin:        orDefault(cfg.ExpiryMargin, DefaultExpiryMargin),
+		stsTimeout:    orDefault(cfg.STSTimeout, DefaultSTSTimeout),
+		refreshBefore: orDefault(cfg.RefreshBefore, DefaultRefreshBefore),
+		refreshJitter: orDefault(cfg.RefreshJitter, DefaultRefreshJitter),
+		negativeTTL:   orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.margin == 0 {
-		c.margin = DefaultExpiryMargin
+	if c.rand == nil {
+		c.rand = rand.Float64
 	}
-	if c.stsTimeout == 0 {
-		c.stsTimeout = DefaultSTSTimeout
-	}
-	size := cfg.Size
-	if size == 0 {
-		size = DefaultSize
-	}
+	size := orDefault(cfg.Size, DefaultSize)
 	l, err := lru.New[string, *entry](size)
 	if err != nil {
 		return nil, fmt.Errorf("sessioncache: %w", err)
 	}
 	c.lru = l
-	c.m = newMetrics(l.Len)
+	c.negative, _ = lru.New[string, refusal](max(64, size/10))
+	c.adm = newAdmission(orDefault(cfg.Rate, DefaultRate), orDefault(cfg.NewSessionShare, DefaultNewSessionShare),
+		orDefault(cfg.AdmissionWait, DefaultAdmissionWait), orDefault(cfg.ThrottleCooldown, DefaultThrottleCooldown), c.now)
+	c.root, c.cancel = context.WithCancel(context.Background())
+	c.m = newMetrics(l.Len, c.minRemaining)
+	c.adm.throttleFn = c.m.admissionRate.Set
+	c.m.admissionRate.Set(c.adm.allRate)
 	if cfg.Registerer != nil {
 		if err := c.m.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("sessioncache: %w", err)
@@ -156,22 +277,35 @@ func New(cfg Config) (*Cache, error) {
 
 // Get returns credentials for exactly this spec: from the cache while they
 // are more than ExpiryMargin from expiring, otherwise from a new AssumeRole.
-// Concurrent callers for the same spec share one AssumeRole; a caller whose
-// ctx ends stops waiting (and gets an error wrapping ctx.Err()) without
-// cancelling the call for the others, whose result is still cached.
+// A hit on a session due for renewal starts a background refresh and
+// returns the current, still valid, credentials at once. Concurrent callers
+// for the same spec share one AssumeRole; a caller whose ctx ends stops
+// waiting (and gets an error wrapping ctx.Err()) without cancelling the
+// call for the others, whose result is still cached.
 //
 // Failures wrap exactly one of ErrAccessDenied, ErrInvalidSession,
-// ErrThrottled or ErrUnavailable, or else the caller's context error. Error
-// texts name the session and may quote STS (role ARNs); they never contain
-// credentials.
+// ErrThrottled, ErrUnavailable or ErrOverloaded, or else the caller's
+// context error. Error texts name the session and may quote STS (role
+// ARNs); they never contain credentials.
 func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credentials, error) {
 	key := specKey(spec)
-	if e, ok := c.lru.Get(key); ok && e.fresh(c.now()) {
+	now := c.now()
+	e, cached := c.lru.Get(key)
+	if cached && e.fresh(now) {
 		c.m.hits.Inc()
+		ns := now.UnixNano()
+		e.lastUsed.Store(ns)
+		if ns >= e.refreshAt.Load() && e.refreshing.CompareAndSwap(false, true) {
+			c.refreshInBackground(key, spec, e)
+		}
 		return e.creds, nil
 	}
 	c.m.misses.Inc()
 
+	if r, ok := c.negative.Get(key); ok && now.Before(r.until) {
+		c.m.suppressed.Inc()
+		return aws.Credentials{}, r.err
+	}
 	if err := checkSpec(spec); err != nil {
 		return aws.Credentials{}, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrInvalidSession, err)
 	}
@@ -180,12 +314,23 @@ func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credenti
 		return aws.Credentials{}, fmt.Errorf("assume role for session %q: %w", spec.SessionName, err)
 	}
 
+	// A cached but stale session belongs to an active user: renew it with
+	// priority, and keep serving it if STS cannot be reached.
+	var stale *entry
+	cls := classNew
+	if cached && now.Before(e.lastResortAt) {
+		stale, cls = e, classActive
+	}
 	ch := c.flights.DoChan(key, func() (any, error) {
-		return c.fill(ctx, key, spec)
+		return c.fill(ctx, key, spec, cls, func(e *entry, now time.Time) bool { return e.fresh(now) })
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
+			if stale != nil && transient(r.Err) && c.now().Before(stale.lastResortAt) {
+				c.m.staleServed.Inc()
+				return stale.creds, nil
+			}
 			return aws.Credentials{}, r.Err
 		}
 		return r.Val.(*entry).creds, nil
@@ -194,53 +339,174 @@ func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credenti
 	}
 }
 
+// transient reports whether err may pass once STS answers again.
+func transient(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrThrottled) || errors.Is(err, ErrOverloaded)
+}
+
+// refreshInBackground renews old's session off the request path. On
+// failure the entry keeps serving and the next hit after refreshRetry tries
+// again.
+func (c *Cache) refreshInBackground(key string, spec tenancy.SessionSpec, old *entry) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		old.refreshing.Store(false)
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer old.refreshing.Store(false)
+		ch := c.flights.DoChan(key, func() (any, error) {
+			// Done if someone else already replaced old.
+			return c.fill(c.root, key, spec, classActive, func(e *entry, now time.Time) bool { return e != old && e.fresh(now) })
+		})
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				c.m.refreshes.WithLabelValues(outcomeError).Inc()
+				old.refreshAt.Store(c.now().Add(refreshRetry).UnixNano())
+				return
+			}
+			c.m.refreshes.WithLabelValues(outcomeSuccess).Inc()
+		case <-c.root.Done():
+		}
+	}()
+}
+
+// Close stops background refreshes and waits for them. Get keeps working
+// afterwards, without background refresh.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
 // Len returns the number of cached sessions, including expired ones not yet
 // replaced or evicted.
 func (c *Cache) Len() int { return c.lru.Len() }
 
 // fill runs inside the flight for key: it re-checks the cache (another flight
-// may have filled it since the caller's miss), then calls STS on a context
-// that keeps ctx's values but not its cancellation, and stores the result.
-func (c *Cache) fill(ctx context.Context, key string, spec tenancy.SessionSpec) (*entry, error) {
-	if e, ok := c.lru.Peek(key); ok && e.fresh(c.now()) {
+// may have filled it since), then calls STS and stores the result. A refusal
+// STS will repeat (AccessDenied, ValidationError) is remembered for
+// NegativeTTL.
+func (c *Cache) fill(ctx context.Context, key string, spec tenancy.SessionSpec, cls class, done func(*entry, time.Time) bool) (*entry, error) {
+	if e, ok := c.lru.Peek(key); ok && done(e, c.now()) {
 		return e, nil
 	}
-	e, err := c.assumeRole(ctx, spec)
+	e, err := c.assumeRole(ctx, spec, cls)
 	if err != nil {
+		if errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrInvalidSession) {
+			c.negative.Add(key, refusal{err: err, until: c.now().Add(c.negativeTTL)})
+		}
 		return nil, err
 	}
 	if c.lru.Add(key, e) {
 		c.m.evictions.Inc()
 	}
+	c.negative.Remove(key)
 	return e, nil
 }
 
-// assumeRole performs one AssumeRole call for spec and validates the answer.
-func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec) (*entry, error) {
+// minRemaining is the time left on the soonest-expiring credentials of the
+// sessions used within activeWindow, in seconds; NaN if there are none.
+func (c *Cache) minRemaining() float64 {
+	now := c.now()
+	since := now.Add(-activeWindow).UnixNano()
+	least := math.NaN()
+	for _, e := range c.lru.Values() {
+		if e.lastUsed.Load() < since {
+			continue
+		}
+		if left := e.creds.Expires.Sub(now).Seconds(); math.IsNaN(least) || left < least {
+			least = left
+		}
+	}
+	return least
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// assumeRole gets one session from STS for spec: each attempt passes
+// admission; Throttling lowers the admission rate and, like an unreachable
+// STS, is retried with jittered backoff within STSTimeout. The SDK's own
+// retries are off so that every attempt is counted by admission. The call
+// is detached from the caller's cancellation but not from Close.
+func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls class) (*entry, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.stsTimeout)
 	defer cancel()
+	stop := context.AfterFunc(c.root, cancel)
+	defer stop()
 
-	start := c.now()
-	out, err := c.sts.AssumeRole(ctx, assumeRoleInput(spec))
-	c.m.latency.Observe(c.now().Sub(start).Seconds())
-	if err != nil {
+	in := assumeRoleInput(spec)
+	for attempt := 0; ; attempt++ {
+		waitStart := c.now()
+		if err := c.adm.wait(ctx, cls); err != nil {
+			c.m.admissionWait.WithLabelValues(cls.String()).Observe(c.now().Sub(waitStart).Seconds())
+			c.m.rejections.WithLabelValues(cls.String()).Inc()
+			if !errors.Is(err, ErrOverloaded) {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			return nil, fmt.Errorf("assume role for session %q: %w", spec.SessionName, err)
+		}
+		c.m.admissionWait.WithLabelValues(cls.String()).Observe(c.now().Sub(waitStart).Seconds())
+
+		start := c.now()
+		out, err := c.sts.AssumeRole(ctx, in, noSDKRetries)
+		c.m.latency.Observe(c.now().Sub(start).Seconds())
+		if err == nil {
+			e, err := c.newEntry(out)
+			if err != nil {
+				c.m.calls.WithLabelValues(outcomeError).Inc()
+				return nil, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrUnavailable, err)
+			}
+			c.m.calls.WithLabelValues(outcomeSuccess).Inc()
+			return e, nil
+		}
 		sentinel, outcome := classify(err)
 		c.m.calls.WithLabelValues(outcome).Inc()
-		return nil, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, sentinel, err)
+		if sentinel == ErrThrottled {
+			c.adm.throttled()
+		}
+		err = fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, sentinel, err)
+		if (sentinel != ErrThrottled && sentinel != ErrUnavailable) || attempt+1 >= maxAttempts || ctx.Err() != nil {
+			return nil, err
+		}
+		// Full jitter on 100ms, 200ms, 400ms: replicas that were throttled
+		// together do not come back together.
+		backoff := time.Duration(c.rand() * float64(100*time.Millisecond<<attempt))
+		if dl, ok := ctx.Deadline(); ok && c.now().Add(backoff).After(dl) {
+			return nil, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
 	}
-	e, err := newEntry(out, c.now(), c.margin)
-	if err != nil {
-		c.m.calls.WithLabelValues(outcomeError).Inc()
-		return nil, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrUnavailable, err)
-	}
-	c.m.calls.WithLabelValues(outcomeSuccess).Inc()
-	return e, nil
 }
+
+// noSDKRetries turns off the SDK's retries for one call: the cache retries
+// itself, through admission.
+func noSDKRetries(o *sts.Options) { o.RetryMaxAttempts = 1 }
 
 // newEntry builds a cache entry from an AssumeRole answer, refusing one
 // without complete credentials or whose credentials are already within
-// margin of expiring at now. Its errors never include credential values.
-func newEntry(out *sts.AssumeRoleOutput, now time.Time, margin time.Duration) (*entry, error) {
+// the margin of expiring. Its errors never include credential values.
+func (c *Cache) newEntry(out *sts.AssumeRoleOutput) (*entry, error) {
+	now, margin := c.now(), c.margin
 	if out == nil || out.Credentials == nil {
 		return nil, errors.New("response has no credentials")
 	}
@@ -266,7 +532,7 @@ func newEntry(out *sts.AssumeRoleOutput, now time.Time, margin time.Duration) (*
 		return nil, fmt.Errorf("response credentials expire at %v, within %v of now (%v)",
 			cr.Expiration.UTC().Format(time.RFC3339), margin, now.UTC().Format(time.RFC3339))
 	}
-	return &entry{
+	e := &entry{
 		creds: aws.Credentials{
 			AccessKeyID:     *cr.AccessKeyId,
 			SecretAccessKey: *cr.SecretAccessKey,
@@ -275,6 +541,16 @@ func newEntry(out *sts.AssumeRoleOutput, now time.Time, margin time.Duration) (*
 			CanExpire:       true,
 			Expires:         *cr.Expiration,
 		},
-		staleAt: staleAt,
-	}, nil
+		staleAt:      staleAt,
+		lastResortAt: cr.Expiration.Add(-min(lastResortMargin, margin)),
+	}
+	// Refresh RefreshBefore plus jitter ahead of staleness, but never in
+	// the first half of the usable life (STS may issue short sessions).
+	lead := c.refreshBefore + time.Duration(c.rand()*float64(c.refreshJitter))
+	if half := staleAt.Sub(now) / 2; lead > half {
+		lead = half
+	}
+	e.refreshAt.Store(staleAt.Add(-lead).UnixNano())
+	e.lastUsed.Store(now.UnixNano())
+	return e, nil
 }

@@ -384,64 +384,112 @@ func TestGetErrorClassification(t *testing.T) {
 	sentinels := []error{ErrAccessDenied, ErrInvalidSession, ErrThrottled, ErrUnavailable}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg := prometheus.NewRegistry()
-			f := &fakeSTS{respond: func(context.Context, int, *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
-				return nil, tt.err
-			}}
-			c := mustNew(t, Config{STS: f, Registerer: reg})
-			got, err := c.Get(t.Context(), testSpec("alice"))
-			if got != (aws.Credentials{}) {
-				t.Errorf("Get() credentials = %+v, want zero value on error", got)
-			}
-			for _, s := range sentinels {
-				if is, want := errors.Is(err, s), s == tt.want; is != want {
-					t.Errorf("errors.Is(Get() error %q, %v) = %v, want %v", err, s, is, want)
+			synctest.Test(t, func(t *testing.T) {
+				reg := prometheus.NewRegistry()
+				f := &fakeSTS{respond: func(context.Context, int, *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+					return nil, tt.err
+				}}
+				c := mustNew(t, Config{STS: f, Registerer: reg})
+				got, err := c.Get(t.Context(), testSpec("alice"))
+				if got != (aws.Credentials{}) {
+					t.Errorf("Get() credentials = %+v, want zero value on error", got)
 				}
-			}
-			if !errors.Is(err, tt.err) {
-				t.Errorf("Get() error = %v, want it to wrap the STS error %v", err, tt.err)
-			}
-			if err != nil && !strings.Contains(err.Error(), `"alice"`) {
-				t.Errorf("Get() error = %q, want it to name the session", err)
-			}
-			var want strings.Builder
-			want.WriteString("# HELP bedrock_gateway_sts_assume_role_total STS AssumeRole calls made by the session cache, by outcome.\n")
-			want.WriteString("# TYPE bedrock_gateway_sts_assume_role_total counter\n")
-			for _, o := range outcomes {
-				n := 0
-				if o == tt.wantOutcome {
-					n = 1
+				for _, s := range sentinels {
+					if is, want := errors.Is(err, s), s == tt.want; is != want {
+						t.Errorf("errors.Is(Get() error %q, %v) = %v, want %v", err, s, is, want)
+					}
 				}
-				fmt.Fprintf(&want, "bedrock_gateway_sts_assume_role_total{outcome=%q} %d\n", o, n)
-			}
-			if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()), "bedrock_gateway_sts_assume_role_total"); err != nil {
-				t.Error(err)
-			}
+				if !errors.Is(err, tt.err) {
+					t.Errorf("Get() error = %v, want it to wrap the STS error %v", err, tt.err)
+				}
+				if err != nil && !strings.Contains(err.Error(), `"alice"`) {
+					t.Errorf("Get() error = %q, want it to name the session", err)
+				}
+				// Throttling and unreachable STS are retried with backoff;
+				// refusals are not.
+				wantCalls := 1
+				if tt.want == ErrThrottled || tt.want == ErrUnavailable {
+					wantCalls = maxAttempts
+				}
+				if got := f.Calls(); got != wantCalls {
+					t.Errorf("STS calls = %d, want %d", got, wantCalls)
+				}
+				var want strings.Builder
+				want.WriteString("# HELP bedrock_gateway_sts_assume_role_total STS AssumeRole calls made by the session cache, by outcome.\n")
+				want.WriteString("# TYPE bedrock_gateway_sts_assume_role_total counter\n")
+				for _, o := range outcomes {
+					n := 0
+					if o == tt.wantOutcome {
+						n = wantCalls
+					}
+					fmt.Fprintf(&want, "bedrock_gateway_sts_assume_role_total{outcome=%q} %d\n", o, n)
+				}
+				if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()), "bedrock_gateway_sts_assume_role_total"); err != nil {
+					t.Error(err)
+				}
+			})
 		})
 	}
 }
 
-// TestGetErrorsNotCached: this version keeps no negative cache, so the next
-// Get after a failure calls STS again.
-func TestGetErrorsNotCached(t *testing.T) {
-	f := &fakeSTS{}
+// TestGetRetriesTransientErrors: a throttled AssumeRole is retried after a
+// backoff, within the same Get, and the admission rate is halved.
+func TestGetRetriesTransientErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSTS{}
+		f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
+			if n == 1 {
+				return nil, &smithy.GenericAPIError{Code: "Throttling"}
+			}
+			return f.output(n), nil
+		}
+		reg := prometheus.NewRegistry()
+		c := mustNew(t, Config{STS: f, Rate: 100, Registerer: reg})
+		got, err := c.Get(t.Context(), testSpec("alice"))
+		if err != nil || got.AccessKeyID != "AKID2" {
+			t.Fatalf("Get() = %q, %v, want AKID2, nil", got.AccessKeyID, err)
+		}
+		if v := testutil.ToFloat64(c.m.admissionRate); v != 50 {
+			t.Errorf("admission rate after throttling = %v, want 50", v)
+		}
+		time.Sleep(DefaultThrottleCooldown)
+		if _, err := c.Get(t.Context(), testSpec("bob")); err != nil {
+			t.Fatal(err)
+		}
+		if v := testutil.ToFloat64(c.m.admissionRate); v != 100 {
+			t.Errorf("admission rate after the cooldown = %v, want 100", v)
+		}
+	})
+}
+
+// TestGetRemembersRefusals: AccessDenied is answered from memory for
+// NegativeTTL, then STS is asked again.
+func TestGetRemembersRefusals(t *testing.T) {
+	clock := newFakeClock()
+	f := &fakeSTS{now: clock.Now}
 	f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
 		if n == 1 {
-			return nil, &smithy.GenericAPIError{Code: "Throttling"}
+			return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized"}
 		}
 		return f.output(n), nil
 	}
-	c := mustNew(t, Config{STS: f})
-	spec := testSpec("alice")
-	if _, err := c.Get(t.Context(), spec); !errors.Is(err, ErrThrottled) {
-		t.Fatalf("first Get() error = %v, want ErrThrottled", err)
+	reg := prometheus.NewRegistry()
+	c := mustNew(t, Config{STS: f, Now: clock.Now, NegativeTTL: 10 * time.Second, Registerer: reg})
+	for range 5 {
+		if _, err := c.Get(t.Context(), testSpec("alice")); !errors.Is(err, ErrAccessDenied) {
+			t.Fatalf("Get() error = %v, want ErrAccessDenied", err)
+		}
 	}
-	if got := c.Len(); got != 0 {
-		t.Errorf("Len() after failure = %d, want 0", got)
+	if got := f.Calls(); got != 1 {
+		t.Errorf("STS calls during the negative TTL = %d, want 1", got)
 	}
-	got, err := c.Get(t.Context(), spec)
+	if got := testutil.ToFloat64(c.m.suppressed); got != 4 {
+		t.Errorf("suppressed = %v, want 4", got)
+	}
+	clock.Advance(10 * time.Second)
+	got, err := c.Get(t.Context(), testSpec("alice"))
 	if err != nil || got.AccessKeyID != "AKID2" {
-		t.Errorf("second Get() = %q, %v, want AKID2, nil", got.AccessKeyID, err)
+		t.Errorf("Get() after the TTL = %q, %v, want AKID2, nil", got.AccessKeyID, err)
 	}
 }
 
@@ -608,7 +656,10 @@ bedrock_gateway_sts_assume_role_total{outcome="invalid"} 0
 bedrock_gateway_sts_assume_role_total{outcome="success"} 1
 bedrock_gateway_sts_assume_role_total{outcome="throttled"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"bedrock_gateway_session_cache_entries", "bedrock_gateway_session_cache_evictions_total",
+		"bedrock_gateway_session_cache_requests_total", "bedrock_gateway_sts_assume_role_duration_seconds",
+		"bedrock_gateway_sts_assume_role_total"); err != nil {
 		t.Error(err)
 	}
 }

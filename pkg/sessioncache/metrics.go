@@ -17,9 +17,17 @@ type metrics struct {
 	evictions prometheus.Counter
 	entries   prometheus.GaugeFunc
 	requests  *prometheus.CounterVec // result
+
+	suppressed    prometheus.Counter
+	staleServed   prometheus.Counter
+	refreshes     *prometheus.CounterVec   // outcome: success, error
+	admissionWait *prometheus.HistogramVec // class
+	rejections    *prometheus.CounterVec   // class
+	admissionRate prometheus.Gauge
+	minRemaining  prometheus.GaugeFunc
 }
 
-func newMetrics(entries func() int) *metrics {
+func newMetrics(entries func() int, minRemaining func() float64) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bedrock_gateway_sts_assume_role_total",
@@ -42,11 +50,46 @@ func newMetrics(entries func() int) *metrics {
 			Name: "bedrock_gateway_session_cache_entries",
 			Help: "Sessions currently cached.",
 		}, func() float64 { return float64(entries()) }),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bedrock_gateway_sts_assume_role_suppressed_total",
+			Help: "AssumeRole calls not made because STS refused the same session moments ago (AccessDenied, ValidationError).",
+		}),
+		staleServed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bedrock_gateway_session_stale_served_total",
+			Help: "Requests served with cached credentials past their refresh margin because STS could not renew them.",
+		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_session_refreshes_total",
+			Help: "Background renewals of active sessions, by outcome.",
+		}, []string{"outcome"}),
+		admissionWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bedrock_gateway_sts_admission_wait_seconds",
+			Help:    "Time AssumeRole calls waited for the STS admission budget, by class (new or active session).",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
+		}, []string{"class"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_sts_admission_rejections_total",
+			Help: "AssumeRole calls refused by the STS admission budget, by class (new or active session).",
+		}, []string{"class"}),
+		admissionRate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bedrock_gateway_sts_admission_rate",
+			Help: "Current STS admission budget in AssumeRole calls per second; halved for a while after STS throttling.",
+		}),
+		minRemaining: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bedrock_gateway_session_credentials_min_remaining_seconds",
+			Help: "Seconds left on the soonest-expiring credentials among sessions used in the last 15 minutes; NaN if none.",
+		}, minRemaining),
 	}
 	m.hits = m.requests.WithLabelValues("hit")
 	m.misses = m.requests.WithLabelValues("miss")
 	for _, o := range outcomes {
 		m.calls.WithLabelValues(o) // export every outcome from zero
+	}
+	for _, o := range []string{outcomeSuccess, outcomeError} {
+		m.refreshes.WithLabelValues(o)
+	}
+	for _, c := range classes {
+		m.rejections.WithLabelValues(c.String())
 	}
 	return m
 }
@@ -54,7 +97,8 @@ func newMetrics(entries func() int) *metrics {
 // register registers every metric on r, or none: on failure it unregisters
 // the ones it already registered.
 func (m *metrics) register(r prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.calls, m.latency, m.requests, m.evictions, m.entries}
+	cs := []prometheus.Collector{m.calls, m.latency, m.requests, m.evictions, m.entries,
+		m.suppressed, m.staleServed, m.refreshes, m.admissionWait, m.rejections, m.admissionRate, m.minRemaining}
 	for i, c := range cs {
 		if err := r.Register(c); err != nil {
 			for _, done := range cs[:i] {
