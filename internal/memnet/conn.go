@@ -27,6 +27,7 @@ type Addr struct {
 // Network returns "memnet".
 func (Addr) Network() string { return "memnet" }
 
+// String returns "host:port".
 func (a Addr) String() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
 
 // pipe is the state shared by the two ends of one connection.
@@ -36,6 +37,13 @@ func (a Addr) String() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.P
 // testing/synctest bubble, and fake time advances past it. Deadlines are
 // time.AfterFunc timers that broadcast on cond; inside a bubble they run
 // on the bubble's fake clock.
+//
+// net.Pipe is almost as good but not quite: it serializes Writes with a
+// sync.Mutex held while the writer waits for the reader, and a goroutine
+// waiting in sync.Mutex.Lock is not durably blocked, so two concurrent
+// Writes with no reader yet stop fake time for good (the bubble hangs
+// instead of advancing or reporting a deadlock). It is also unbuffered,
+// so every Write waits for a matching Read, which TCP does not do.
 type pipe struct {
 	mu   sync.Mutex
 	cond sync.Cond
@@ -56,6 +64,7 @@ type direction struct {
 
 type endState struct {
 	closed        bool
+	writing       bool // a Write is in progress
 	read, write   deadline
 	local, remote Addr
 }
@@ -125,6 +134,7 @@ func (c *conn) Read(b []byte) (int, error) {
 
 // Write writes all of b unless the connection is closed or the write
 // deadline passes; it blocks while the peer's receive buffer is full.
+// Concurrent Writes do not interleave, as with a TCP connection.
 func (c *conn) Write(b []byte) (int, error) {
 	p := c.p
 	p.mu.Lock()
@@ -132,17 +142,27 @@ func (c *conn) Write(b []byte) (int, error) {
 	out := &p.dir[c.i]
 	me := &p.end[c.i]
 	n := 0
+	turn := false // whether this call holds me.writing
+	defer func() {
+		if turn {
+			me.writing = false
+			p.cond.Broadcast()
+		}
+	}()
 	for {
 		switch {
 		case me.closed:
 			return n, c.opError("write", net.ErrClosed)
-		case out.eof:
-			return n, c.opError("write", io.ErrClosedPipe)
-		case out.gone:
+		case out.eof, out.gone:
 			return n, c.opError("write", io.ErrClosedPipe)
 		case me.write.expired:
 			return n, c.opError("write", os.ErrDeadlineExceeded)
 		}
+		if !turn && me.writing {
+			p.cond.Wait()
+			continue
+		}
+		turn, me.writing = true, true
 		if room := bufferSize - out.buf.Len(); room > 0 {
 			k := min(room, len(b))
 			out.buf.Write(b[:k])
@@ -181,8 +201,9 @@ func (c *conn) Close() error {
 
 // CloseWrite shuts down the writing side, as (*net.TCPConn).CloseWrite
 // does: the peer reads io.EOF after the bytes already written. net/http's
-// server uses it before closing a connection whose request body it did not
-// read.
+// server calls it before closing a connection whose request body it did
+// not read (and then sleeps 500ms, its rstAvoidanceDelay: fake time in a
+// bubble).
 func (c *conn) CloseWrite() error {
 	p := c.p
 	p.mu.Lock()

@@ -448,3 +448,36 @@ func TestConnDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// TestConnConcurrentWrites: Writes blocked on a full buffer, one of them
+// waiting for the other to finish, are durably blocked (time advances
+// past them; with net.Pipe the waiting one is in sync.Mutex.Lock, which is
+// not durable, and the bubble hangs), and their data does not interleave.
+func TestConnConcurrentWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, s := newPipe(Addr{"client", 1}, Addr{"server", 2})
+		defer s.Close()
+		const size = 3 * bufferSize
+		a, b := strings.Repeat("a", size), strings.Repeat("b", size)
+		for _, data := range []string{a, b} {
+			go func() {
+				if _, err := io.WriteString(c, data); err != nil {
+					t.Errorf("Write: %v", err)
+				}
+			}()
+		}
+		start := time.Now()
+		time.Sleep(time.Second)
+		if got, want := time.Since(start), time.Second; got != want {
+			t.Errorf("Sleep(1s) with writers blocked took %v of fake time, want %v", got, want)
+		}
+		got := make([]byte, 2*size)
+		if _, err := io.ReadFull(s, got); err != nil {
+			t.Fatalf("ReadFull: %v", err)
+		}
+		if g := string(got); g != a+b && g != b+a {
+			t.Errorf("concurrent Writes interleaved: got %d bytes starting %q, want one Write's data after the other's", len(g), g[:8])
+		}
+		c.Close()
+	})
+}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -684,20 +687,78 @@ func TestMetricsCarryNoSessionData(t *testing.T) {
 	}
 }
 
+// BenchmarkGetHit measures the request path when the session is cached:
+// one goroutine, and all cores in parallel.
 func BenchmarkGetHit(b *testing.B) {
 	c := mustNew(b, Config{STS: &fakeSTS{}, Registerer: prometheus.NewRegistry()})
 	spec := testSpec("alice@example.com")
 	if _, err := c.Get(context.Background(), spec); err != nil {
 		b.Fatalf("Get() error = %v", err)
 	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
 		ctx := context.Background()
-		for pb.Next() {
+		for b.Loop() {
 			if _, err := c.Get(ctx, spec); err != nil {
-				b.Errorf("Get() error = %v", err)
-				return
+				b.Fatalf("Get() error = %v", err)
 			}
 		}
 	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				if _, err := c.Get(ctx, spec); err != nil {
+					b.Errorf("Get() error = %v", err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkSessionMemory reports the heap held per cached session, with
+// credentials the size STS issues (a session token of about 1 KiB; AWS
+// allows up to 4,096 bytes) and a realistic spec (3 tags).
+func BenchmarkSessionMemory(b *testing.B) {
+	const sessions = 10000
+	token := strings.Repeat("T", 1024)
+	for b.Loop() {
+		f := stsFunc(func(_ context.Context, _ *sts.AssumeRoleInput, _ ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+			n := rand.Int64()
+			return &sts.AssumeRoleOutput{Credentials: &types.Credentials{
+				AccessKeyId:     aws.String(fmt.Sprintf("ASIA%016d", n%1e16)),
+				SecretAccessKey: aws.String(fmt.Sprintf("%040d", n)),
+				SessionToken:    aws.String(token + strconv.FormatInt(n, 10)),
+				Expiration:      aws.Time(time.Now().Add(time.Hour)),
+			}}, nil
+		})
+		specs := make([]tenancy.SessionSpec, sessions)
+		for i := range specs {
+			specs[i] = testSpec(fmt.Sprintf("user-%06d@example.com", i))
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := mustNew(b, Config{STS: f, Size: sessions, Rate: 1e9})
+		for _, spec := range specs {
+			if _, err := c.Get(context.Background(), spec); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/sessions, "bytes/session")
+		runtime.KeepAlive(c)
+		runtime.KeepAlive(specs)
+	}
+}
+
+// stsFunc adapts a function to STS without recording anything, so that
+// memory measurements count only the cache.
+type stsFunc func(ctx context.Context, in *sts.AssumeRoleInput, optFns ...func(*sts.Options)) (*sts.AssumeRoleOutput, error)
+
+func (f stsFunc) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, optFns ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	return f(ctx, in, optFns...)
 }
