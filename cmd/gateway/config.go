@@ -24,6 +24,10 @@ type Config struct {
 	// Listen is the data-plane address. Default ":8080". The -listen flag
 	// overrides it.
 	Listen string `yaml:"listen"`
+	// AdminListen is the address of the admin listener (/metrics,
+	// /healthz), kept off the data plane. Default "127.0.0.1:9090"; "off"
+	// disables it. The -admin-listen flag overrides it.
+	AdminListen string `yaml:"admin_listen"`
 	// TLS, when both files are set, serves HTTPS (HTTP/1.1 and HTTP/2) on
 	// Listen. AWS SDKs for Go send bearer tokens only over HTTPS.
 	TLS TLSConfig `yaml:"tls"`
@@ -205,6 +209,9 @@ func (c *Config) applyDefaults(getenv func(string) string) {
 	if c.Listen == "" {
 		c.Listen = ":8080"
 	}
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:9090"
+	}
 	if c.AWS.Region == "" {
 		c.AWS.Region = getenv("AWS_REGION")
 	}
@@ -287,6 +294,11 @@ func (c *Config) Validate() error {
 
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen: %q is not host:port", c.Listen)
+	}
+	if c.AdminListen != "off" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			add("admin_listen: %q is not host:port or off", c.AdminListen)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls: cert_file and key_file must be set together")

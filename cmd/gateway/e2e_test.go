@@ -36,6 +36,7 @@ const (
 type env struct {
 	fake     *fakeaws.Server
 	baseURL  string // https://127.0.0.1:port
+	adminURL string // http://127.0.0.1:port
 	client   *http.Client
 	keysFile string
 	logs     *syncBuffer
@@ -54,8 +55,9 @@ type env struct {
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
-	// addr receives the data-plane address once the gateway logs it.
-	addr chan string
+	// addr receives the data-plane address once the gateway logs it, and
+	// admin the admin listener's.
+	addr, admin chan string
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
@@ -67,11 +69,18 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.Addr != "" {
-			select {
-			case b.addr <- rec.Addr:
-			default:
-			}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Addr == "" {
+			continue
+		}
+		ch := b.addr
+		if rec.Msg == "admin listening" {
+			ch = b.admin
+		} else if rec.Msg != "listening" {
+			continue
+		}
+		select {
+		case ch <- rec.Addr:
+		default:
 		}
 	}
 	return len(p), nil
@@ -129,6 +138,7 @@ func startEnv(t *testing.T, users ...devUser) *env {
 	cfgFile := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, cfgFile, fmt.Sprintf(`
 listen: "127.0.0.1:0"
+admin_listen: "127.0.0.1:0"
 tls: {cert_file: cert.pem, key_file: key.pem}
 aws:
   region: %s
@@ -156,7 +166,7 @@ auth:
 		return os.Getenv(k)
 	}
 
-	e.logs = &syncBuffer{addr: make(chan string, 1)}
+	e.logs = &syncBuffer{addr: make(chan string, 1), admin: make(chan string, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, getenv, io.Discard, e.logs) }()
@@ -166,13 +176,17 @@ auth:
 			t.Errorf("run returned %v", err)
 		}
 	})
-	select {
-	case addr := <-e.logs.addr:
-		e.baseURL = "https://" + addr
-	case err := <-done:
-		t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("gateway did not start; logs:\n%s", e.logs)
+	for e.baseURL == "" || e.adminURL == "" {
+		select {
+		case addr := <-e.logs.addr:
+			e.baseURL = "https://" + addr
+		case addr := <-e.logs.admin:
+			e.adminURL = "http://" + addr
+		case err := <-done:
+			t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("gateway did not start; logs:\n%s", e.logs)
+		}
 	}
 
 	pem, err := os.ReadFile(certFile)
@@ -364,6 +378,36 @@ func TestEndToEndAttribution(t *testing.T) {
 	if strings.Contains(logs, "Signature=") || strings.Contains(strings.ToLower(logs), "bearer ") {
 		t.Errorf("logs contain an authorization header:\n%s", logs)
 	}
+
+	// The admin listener exposes the STS and cache metrics; no secret and
+	// no user appears in them.
+	metrics := e.scrape(t)
+	for _, want := range []string{
+		`bedrock_gateway_sts_assume_role_total{outcome="success"} 2`,
+		`bedrock_gateway_session_cache_requests_total{result="miss"} 2`,
+		`bedrock_gateway_sts_admission_rate 400`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, leak := range []string{"alice", "bob", e.keys[alice.user]} {
+		if strings.Contains(metrics, leak) {
+			t.Errorf("/metrics contains %q", leak)
+		}
+	}
+}
+
+func (e *env) scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(e.adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func wantTags(u devUser) map[string]string {

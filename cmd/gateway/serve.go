@@ -17,6 +17,9 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
@@ -33,6 +36,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config file (required)")
 	listen := fs.String("listen", "", "data-plane address, overrides the config's listen")
+	adminListen := fs.String("admin-listen", "", "admin address (/metrics, /healthz), overrides the config's admin_listen; off to disable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,11 +50,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	if *adminListen != "" {
+		cfg.AdminListen = *adminListen
+	}
 	logger, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, closeGateway, err := newGateway(ctx, cfg, nil, logger, reg)
 	if err != nil {
 		return err
@@ -69,7 +77,31 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
-	return serveUntilDone(ctx, ln, h, logger)
+	if cfg.AdminListen == "off" {
+		return serveUntilDone(ctx, ln, h, logger)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	logger.Info("admin listening", "addr", adminLn.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveUntilDone(gctx, ln, h, logger) })
+	g.Go(func() error { return serveUntilDone(gctx, adminLn, adminHandler(reg), logger) })
+	return g.Wait()
+}
+
+// adminHandler serves what operators scrape and probe, on a listener of
+// its own so that it is never exposed with the data plane.
+func adminHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	return mux
 }
 
 func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {

@@ -635,7 +635,7 @@ bedrock_gateway_session_cache_evictions_total 0
 # TYPE bedrock_gateway_session_cache_requests_total counter
 bedrock_gateway_session_cache_requests_total{result="hit"} 2
 bedrock_gateway_session_cache_requests_total{result="miss"} 1
-# HELP bedrock_gateway_sts_assume_role_duration_seconds Latency of STS AssumeRole calls, SDK retries included.
+# HELP bedrock_gateway_sts_assume_role_duration_seconds Latency of one STS AssumeRole call (attempts are not retried by the SDK).
 # TYPE bedrock_gateway_sts_assume_role_duration_seconds histogram
 bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.005"} 0
 bedrock_gateway_sts_assume_role_duration_seconds_bucket{le="0.01"} 0

@@ -35,7 +35,7 @@ func newMetrics(entries func() int, minRemaining func() float64) *metrics {
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bedrock_gateway_sts_assume_role_duration_seconds",
-			Help:    "Latency of STS AssumeRole calls, SDK retries included.",
+			Help:    "Latency of one STS AssumeRole call (attempts are not retried by the SDK).",
 			Buckets: prometheus.DefBuckets,
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
