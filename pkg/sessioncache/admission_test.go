@@ -28,7 +28,7 @@ func TestAdmissionActiveAheadOfNew(t *testing.T) {
 		if err := a.wait(t.Context(), classActive); err != nil {
 			t.Fatal(err)
 		}
-		if waited := time.Since(start); waited > 100*time.Millisecond {
+		if waited := time.Since(start); waited != 0 {
 			t.Errorf("active renewal waited %v behind new users", waited)
 		}
 		wg.Wait()
