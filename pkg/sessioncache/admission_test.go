@@ -23,7 +23,7 @@ func TestAdmissionActiveAheadOfNew(t *testing.T) {
 			})
 		}
 		synctest.Wait()
-		time.Sleep(time.Second) // mid-storm
+		time.Sleep(1030 * time.Millisecond) // mid-storm, between two new users
 		start := time.Now()
 		if err := a.wait(t.Context(), classActive); err != nil {
 			t.Fatal(err)
