@@ -41,6 +41,8 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth"`
 	// Proxy tunes the data plane.
 	Proxy ProxyConfig `yaml:"proxy"`
+	// Usage configures the usage ledger and usage metrics.
+	Usage UsageConfig `yaml:"usage"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 
@@ -154,6 +156,40 @@ type ProxyConfig struct {
 	// MaxBodyBytes bounds a request body, in bytes. Default 27262976
 	// (26 MiB: InvokeModel's 25,000,000-byte limit plus framing).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// StampRequestMetadata writes the caller's user, session, team,
+	// tenant and cost center into Bedrock request metadata (Converse
+	// requestMetadata; X-Amzn-Bedrock-Request-Metadata for InvokeModel)
+	// so Bedrock's invocation logs are attributable. Default true.
+	StampRequestMetadata *bool `yaml:"stamp_request_metadata"`
+	// ResponseHeaderTimeout bounds the wait for Bedrock's response
+	// headers; a non-streaming call gets them only when the model is
+	// done. Default 10m.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// StreamIdleTimeout cancels a response when Bedrock sends nothing for
+	// this long. Default 5m.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+}
+
+// UsageConfig configures what is recorded about each request.
+type UsageConfig struct {
+	// Ledger is the JSON Lines file that gets one record per request;
+	// "-" is standard output, "off" disables it. Default "-".
+	Ledger string `yaml:"ledger"`
+	// LedgerMaxBytes rotates the ledger file at this size. Default 100 MiB.
+	LedgerMaxBytes int64 `yaml:"ledger_max_bytes"`
+	// LedgerMaxBackups is how many rotated files are kept. Default 5.
+	LedgerMaxBackups int `yaml:"ledger_max_backups"`
+	// MetricLabels lists the values usage metrics may carry as labels;
+	// anything else is reported as "other", so cardinality stays bounded
+	// however many users there are. Default: empty lists.
+	MetricLabels MetricLabelsConfig `yaml:"metric_labels"`
+}
+
+// MetricLabelsConfig bounds the label values of usage metrics.
+type MetricLabelsConfig struct {
+	Teams   []string `yaml:"teams"`
+	Tenants []string `yaml:"tenants"`
+	Models  []string `yaml:"models"`
 }
 
 // LogConfig configures logging.
@@ -251,6 +287,19 @@ func (c *Config) applyDefaults(getenv func(string) string) {
 	}
 	if c.Proxy.MaxBodyBytes == 0 {
 		c.Proxy.MaxBodyBytes = 26 << 20
+	}
+	if c.Proxy.StampRequestMetadata == nil {
+		t := true
+		c.Proxy.StampRequestMetadata = &t
+	}
+	if c.Proxy.ResponseHeaderTimeout == 0 {
+		c.Proxy.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if c.Proxy.StreamIdleTimeout == 0 {
+		c.Proxy.StreamIdleTimeout = 5 * time.Minute
+	}
+	if c.Usage.Ledger == "" {
+		c.Usage.Ledger = "-"
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -353,6 +402,29 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.MaxBodyBytes < 1 {
 		add("proxy.max_body_bytes: must be positive, got %d", c.Proxy.MaxBodyBytes)
+	}
+	if c.Proxy.ResponseHeaderTimeout < 0 {
+		add("proxy.response_header_timeout: must not be negative, got %v", c.Proxy.ResponseHeaderTimeout)
+	}
+	if c.Proxy.StreamIdleTimeout < 0 {
+		add("proxy.stream_idle_timeout: must not be negative, got %v", c.Proxy.StreamIdleTimeout)
+	}
+	if c.Usage.LedgerMaxBytes < 0 {
+		add("usage.ledger_max_bytes: must not be negative, got %d", c.Usage.LedgerMaxBytes)
+	}
+	if c.Usage.LedgerMaxBackups < 0 {
+		add("usage.ledger_max_backups: must not be negative, got %d", c.Usage.LedgerMaxBackups)
+	}
+	for path, vals := range map[string][]string{"usage.metric_labels.teams": c.Usage.MetricLabels.Teams,
+		"usage.metric_labels.tenants": c.Usage.MetricLabels.Tenants, "usage.metric_labels.models": c.Usage.MetricLabels.Models} {
+		if len(vals) > 1000 {
+			add("%s: at most 1000 values, got %d", path, len(vals))
+		}
+		for _, v := range vals {
+			if v == "" || v == "other" || v == "none" {
+				add("%s: %q is reserved", path, v)
+			}
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -103,6 +103,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		AWS:     AWSConfig{Region: devRegion, STSEndpoint: fakeURL, BedrockRuntimeEndpoint: fakeURL},
 		Session: SessionConfig{RoleARN: devInvokeRole},
 		Auth:    AuthConfig{APIKeysFile: keysFile},
+		Usage:   UsageConfig{Ledger: filepath.Join(dir, "usage.jsonl")},
 		Log:     LogConfig{Format: "text"},
 	}
 	cfg.applyDefaults(func(string) string { return "" })
@@ -110,7 +111,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return stopFake(fmt.Errorf("dev config: %w", err))
 	}
 	root := fake.RootCredentials(devGatewayRole)
-	h, closeGateway, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry())
+	h, closeGateway, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry(), stdout)
 	if err != nil {
 		return stopFake(err)
 	}
@@ -144,7 +145,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 	}
 
-	printDevBanner(stdout, ln.Addr().String(), tlsLn, certFile, keys[0].key, keys[1].key)
+	printDevBanner(stdout, ln.Addr().String(), tlsLn, certFile, cfg.Usage.Ledger, keys[0].key, keys[1].key)
 
 	g.Go(func() error { return serveUntilDone(gctx, ln, mux, logger) })
 	if tlsLn != nil {
@@ -157,7 +158,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	return err
 }
 
-func printDevBanner(w io.Writer, addr string, tlsLn net.Listener, certFile, aliceKey, bobKey string) {
+func printDevBanner(w io.Writer, addr string, tlsLn net.Listener, certFile, ledger, aliceKey, bobKey string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, `
 bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing is billed)
@@ -169,6 +170,7 @@ bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing
 	}
 	fmt.Fprintf(w, `  invocation role  %s
   billing rows     %s/_dev/billing   (what CUR 2.0 would show; add ?format=table)
+  usage ledger     %s   (one JSON line per request, written as it happens)
 
 demo API keys (shown once, valid until this process stops):
   alice@acme.org  team=data-science cost-center=12345  %s
@@ -181,7 +183,7 @@ try it:
   curl -s '%s/_dev/billing?format=table'
 
 point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
-`, devInvokeRole, base, aliceKey, bobKey, base, aliceKey, base)
+`, devInvokeRole, base, ledger, aliceKey, bobKey, base, aliceKey, base)
 	if tlsLn != nil {
 		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://%s\n  export AWS_CA_BUNDLE=%s\n", tlsLn.Addr(), certFile)
 	} else {

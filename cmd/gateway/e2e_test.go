@@ -41,6 +41,8 @@ type env struct {
 	keysFile string
 	logs     *syncBuffer
 	keys     map[string]string // user -> plaintext key
+	ledger   string            // usage ledger file
+	stop     func()            // stops the gateway and waits for it; idempotent
 
 	// release, if set, is closed by a test to let the fake send stream
 	// event 1 (see startEnv's BeforeEvent hook).
@@ -147,7 +149,10 @@ session:
   role_arn: %s
 auth:
   api_keys_file: keys.json
+usage:
+  ledger: usage.jsonl
 `, testRegion, stsSrv.URL, testInvokeRole))
+	e.ledger = filepath.Join(dir, "usage.jsonl")
 
 	// The gateway's own identity comes from the standard credential chain:
 	// here the environment, with everything else shut off.
@@ -170,12 +175,16 @@ auth:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, getenv, io.Discard, e.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	})
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run returned %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
 	for e.baseURL == "" || e.adminURL == "" {
 		select {
 		case addr := <-e.logs.addr:
@@ -183,6 +192,7 @@ auth:
 		case addr := <-e.logs.admin:
 			e.adminURL = "http://" + addr
 		case err := <-done:
+			once.Do(func() {})
 			t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
 		case <-time.After(30 * time.Second):
 			t.Fatalf("gateway did not start; logs:\n%s", e.logs)

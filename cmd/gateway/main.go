@@ -37,7 +37,7 @@ func main() {
 	}
 }
 
-const usage = `usage:
+const usageText = `usage:
   gateway serve -config FILE [-listen ADDR]
   gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
   gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
@@ -47,7 +47,7 @@ const usage = `usage:
 // arguments, environment and output streams, so tests can call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, usageText)
 		return errors.New("missing command")
 	}
 	switch args[0] {
@@ -61,10 +61,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, version)
 		return nil
 	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout, usageText)
 		return nil
 	default:
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, usageText)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 }

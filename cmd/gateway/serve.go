@@ -25,6 +25,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // shutdownGrace is how long open requests (streams included) get to finish
@@ -59,7 +60,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h, closeGateway, err := newGateway(ctx, cfg, nil, logger, reg)
+	h, closeGateway, err := newGateway(ctx, cfg, nil, logger, reg, stdout)
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
 // the gateway's own credentials.
 //
 // The returned close function stops background session refreshes.
-func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, func(), error) {
+func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer, stdout io.Writer) (http.Handler, func(), error) {
 	keys, err := auth.LoadKeyStore(cfg.path(cfg.Auth.APIKeysFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth.api_keys_file: %w", err)
@@ -164,9 +165,44 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 	if err != nil {
 		return nil, nil, err
 	}
+	closeAll := cache.Close
+	fail := func(err error) (http.Handler, func(), error) {
+		closeAll()
+		return nil, nil, err
+	}
 	endpoint, err := url.Parse(cfg.AWS.BedrockRuntimeEndpoint)
 	if err != nil {
-		return nil, nil, fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err)
+		return fail(fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err))
+	}
+	metrics, err := usage.NewMetrics(usage.MetricsConfig{
+		Registerer: reg,
+		Teams:      cfg.Usage.MetricLabels.Teams,
+		Tenants:    cfg.Usage.MetricLabels.Tenants,
+		Models:     cfg.Usage.MetricLabels.Models,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	recorders := usage.Recorders{metrics}
+	if cfg.Usage.Ledger != "off" {
+		path := cfg.Usage.Ledger
+		if path != "-" {
+			path = cfg.path(path)
+		}
+		ledger, err := usage.NewLedger(usage.LedgerConfig{Path: path, Stdout: stdout,
+			MaxBytes: cfg.Usage.LedgerMaxBytes, MaxBackups: cfg.Usage.LedgerMaxBackups})
+		if err != nil {
+			return fail(fmt.Errorf("usage.ledger: %w", err))
+		}
+		recorders = append(recorders, ledger)
+		closeCache := closeAll
+		// Sessions first, then the ledger, so no record is lost.
+		closeAll = func() {
+			closeCache()
+			if err := ledger.Close(); err != nil {
+				logger.Error("closing the usage ledger", "error", err)
+			}
+		}
 	}
 	p, err := proxy.New(proxy.Config{
 		Endpoint:      endpoint,
@@ -178,10 +214,14 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 		MaxBodyBytes:  cfg.Proxy.MaxBodyBytes,
 		Logger:        logger,
 		UserAgent:     "bedrock-gateway/" + version,
+
+		DisableMetadataStamp:  !*cfg.Proxy.StampRequestMetadata,
+		ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
+		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
+		Usage:                 recorders,
 	})
 	if err != nil {
-		cache.Close()
-		return nil, nil, err
+		return fail(err)
 	}
 	// Say which identity the gateway calls STS as: the first thing an
 	// operator checks when AssumeRole is denied. Not fatal: STS may be
@@ -193,7 +233,7 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 	} else {
 		logger.Info("gateway AWS identity", "arn", aws.ToString(out.Arn), "invocation_role", cfg.Session.RoleARN)
 	}
-	return p, cache.Close, nil
+	return p, closeAll, nil
 }
 
 // checkIdentity reports whether id can become an STS session under cfg.

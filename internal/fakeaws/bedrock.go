@@ -1,7 +1,7 @@
 package fakeaws
 
 import (
-	"context"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,15 +18,22 @@ import (
 // Bedrock Runtime operation names, as the SDKs and the recorded
 // Invocation.Operation spell them.
 const (
-	opConverse       = "Converse"
-	opConverseStream = "ConverseStream"
-	opInvoke         = "InvokeModel"
-	opInvokeStream   = "InvokeModelWithResponseStream"
-	opCountTokens    = "CountTokens"
+	opConverse         = "Converse"
+	opConverseStream   = "ConverseStream"
+	opInvoke           = "InvokeModel"
+	opInvokeStream     = "InvokeModelWithResponseStream"
+	opCountTokens      = "CountTokens"
+	opApplyGuardrail   = "ApplyGuardrail"
+	opStartAsyncInvoke = "StartAsyncInvoke"
+	opGetAsyncInvoke   = "GetAsyncInvoke"
+	opListAsyncInvokes = "ListAsyncInvokes"
 )
 
 // pathOps maps the last path segment of /model/{modelId}/{op} to the
 // operation (Bedrock Runtime service model, http bindings).
+// InvokeModelWithBidirectionalStream (invoke-with-bidirectional-stream)
+// is deliberately absent: it needs HTTP/2 and an input event stream, and
+// the fake answers it like any unknown path.
 var pathOps = map[string]string{
 	"converse":                    opConverse,
 	"converse-stream":             opConverseStream,
@@ -53,8 +61,10 @@ const (
 
 // Model IDs that make the fake Bedrock fail on purpose, so tests of the
 // gateway can check how it passes errors through. Each fails every
-// operation with the named error and the HTTP status of the Bedrock
-// Runtime service model, except ModelStreamException.
+// operation that names a model (in the path, or StartAsyncInvoke's
+// modelId) and ApplyGuardrail when used as the guardrail identifier, with
+// the named error and the HTTP status of the Bedrock Runtime service
+// model, except ModelStreamException and ModelAsyncFailure.
 const (
 	ModelThrottle     = "fake.error-throttle"      // 429 ThrottlingException
 	ModelNotReady     = "fake.error-not-ready"     // 429 ModelNotReadyException
@@ -70,6 +80,9 @@ const (
 	// InvokeModelWithResponseStream answer HTTP 200, send two events, then
 	// a modelStreamErrorException frame. Other operations succeed.
 	ModelStreamException = "fake.stream-exception"
+	// ModelAsyncFailure is accepted by StartAsyncInvoke, and the job it
+	// starts ends with status Failed instead of Completed.
+	ModelAsyncFailure = "fake.async-failure"
 )
 
 // ReplyText is the assistant's answer to every request, cut to the
@@ -107,6 +120,9 @@ func (e *bedrockError) Error() string { return e.typ + ": " + e.msg }
 func validationError(format string, args ...any) *bedrockError {
 	return &bedrockError{http.StatusBadRequest, "ValidationException", fmt.Sprintf(format, args...)}
 }
+
+// errUnknownOperation answers a path and method no operation is bound to.
+var errUnknownOperation = bedrockError{http.StatusNotFound, "UnknownOperationException", "The requested operation is not recognized by the service."}
 
 func writeBedrockError(w http.ResponseWriter, e *bedrockError) {
 	body, _ := json.Marshal(struct {
@@ -156,16 +172,96 @@ func parseModelPath(escapedPath string) (modelID, op string, ok bool) {
 	return id, op, true
 }
 
-// outcome is what a Bedrock call produced, for the record.
-type outcome struct {
-	status      int
-	in, out     int64
-	streamError string
+// route is the operation a request is bound to and its path labels.
+type route struct {
+	op               string
+	modelID          string // /model/{modelId}/...
+	guardrailID      string // /guardrail/{guardrailIdentifier}/...
+	guardrailVersion string // .../version/{guardrailVersion}/apply
+	invocationARN    string // /async-invoke/{invocationArn}
 }
 
-// BedrockHandler serves Bedrock Runtime (REST-JSON) at
-// POST /model/{modelId}/{converse,converse-stream,invoke,
-// invoke-with-response-stream,count-tokens}.
+// routeBedrock binds method and escapedPath to an operation, following the
+// http bindings of the Bedrock Runtime service model. Labels are split on
+// the escaped path (an ARN's "/" arrives as %2F) and then unescaped; an
+// empty or undecodable label binds nothing, as does the wrong method.
+func routeBedrock(method, escapedPath string) (route, bool) {
+	if id, op, ok := parseModelPath(escapedPath); ok {
+		return route{op: op, modelID: id}, method == http.MethodPost
+	}
+	seg := strings.Split(escapedPath, "/")
+	switch {
+	case len(seg) == 6 && seg[0] == "" && seg[1] == "guardrail" && seg[3] == "version" && seg[5] == "apply":
+		id, err1 := url.PathUnescape(seg[2])
+		version, err2 := url.PathUnescape(seg[4])
+		if err1 != nil || err2 != nil || id == "" || version == "" {
+			return route{}, false
+		}
+		return route{op: opApplyGuardrail, guardrailID: id, guardrailVersion: version}, method == http.MethodPost
+	case escapedPath == "/async-invoke":
+		switch method {
+		case http.MethodPost:
+			return route{op: opStartAsyncInvoke}, true
+		case http.MethodGet:
+			return route{op: opListAsyncInvokes}, true
+		}
+	case len(seg) == 3 && seg[0] == "" && seg[1] == "async-invoke":
+		arn, err := url.PathUnescape(seg[2])
+		if err != nil || arn == "" {
+			return route{}, false
+		}
+		return route{op: opGetAsyncInvoke, invocationARN: arn}, method == http.MethodGet
+	}
+	return route{}, false
+}
+
+// outcome is what a Bedrock call produced, for the record.
+type outcome struct {
+	status  int
+	in, out int64
+	cache   cacheUsage
+	// guardrailUnits are the billable guardrail text units (ApplyGuardrail).
+	guardrailUnits int64
+	streamError    string
+}
+
+// call is one Bedrock request that passed authentication: what the
+// operation handlers need, and the Invocation they fill in.
+type call struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	body     []byte
+	cred     *credential
+	inv      Invocation
+	add      func(Invocation)
+	recorded bool
+}
+
+// record adds the invocation with outcome o; only the first call counts.
+func (c *call) record(o outcome) {
+	if c.recorded {
+		return
+	}
+	c.recorded = true
+	c.inv.Status, c.inv.InputTokens, c.inv.OutputTokens, c.inv.StreamError = o.status, o.in, o.out, o.streamError
+	c.inv.CacheReadTokens, c.inv.CacheWriteTokens = o.cache.read, o.cache.write
+	c.inv.GuardrailTextUnits = o.guardrailUnits
+	c.add(c.inv)
+}
+
+// fail records e and sends it.
+func (c *call) fail(e *bedrockError) {
+	c.record(outcome{status: e.status})
+	writeBedrockError(c.w, e)
+}
+
+// BedrockHandler serves Bedrock Runtime (REST-JSON): Converse,
+// ConverseStream, InvokeModel, InvokeModelWithResponseStream and
+// CountTokens at POST /model/{modelId}/{converse,converse-stream,invoke,
+// invoke-with-response-stream,count-tokens}; ApplyGuardrail at POST
+// /guardrail/{id}/version/{version}/apply; StartAsyncInvoke and
+// ListAsyncInvokes at POST and GET /async-invoke; GetAsyncInvoke at GET
+// /async-invoke/{invocationArn}.
 func (s *Server) BedrockHandler() http.Handler {
 	return http.HandlerFunc(s.serveBedrock)
 }
@@ -190,59 +286,85 @@ func (s *Server) serveBedrock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	inv := Invocation{
-		Time:         s.opts.Now(),
-		AccessKeyID:  cred.accessKeyID,
-		PrincipalARN: cred.principalARN,
-		SessionName:  cred.sessionName,
-		Tags:         maps.Clone(cred.tags),
-		RequestID:    reqID,
-		Headers:      redactHeaders(r.Header),
-		Body:         body,
+	requestURI := r.RequestURI
+	if requestURI == "" {
+		requestURI = r.URL.RequestURI()
 	}
-	recorded := false
-	record := func(o outcome) {
-		if recorded {
-			return
-		}
-		recorded = true
-		inv.Status, inv.InputTokens, inv.OutputTokens, inv.StreamError = o.status, o.in, o.out, o.streamError
-		s.addInvocation(inv)
-	}
-	fail := func(e *bedrockError) {
-		record(outcome{status: e.status})
-		writeBedrockError(w, e)
+	c := &call{
+		w: w, r: r, body: body, cred: cred, add: s.addInvocation,
+		inv: Invocation{
+			Time:         s.opts.Now(),
+			AccessKeyID:  cred.accessKeyID,
+			PrincipalARN: cred.principalARN,
+			SessionName:  cred.sessionName,
+			Tags:         maps.Clone(cred.tags),
+			RequestID:    reqID,
+			RequestURI:   requestURI,
+			Headers:      redactHeaders(r.Header),
+			Body:         body,
+		},
 	}
 
-	modelID, op, ok := parseModelPath(r.URL.EscapedPath())
-	if !ok || r.Method != http.MethodPost {
-		fail(&bedrockError{http.StatusNotFound, "UnknownOperationException", "The requested operation is not recognized by the service."})
+	rt, ok := routeBedrock(r.Method, r.URL.EscapedPath())
+	if !ok {
+		e := errUnknownOperation
+		c.fail(&e)
 		return
 	}
-	inv.Operation, inv.ModelID = op, modelID
-	if f, ok := faultModels[modelID]; ok {
-		fail(&f)
+	c.inv.Operation, c.inv.ModelID = rt.op, rt.modelID
+	if f, ok := faultModels[rt.modelID]; ok {
+		c.fail(&f)
 		return
 	}
 
-	switch op {
+	switch rt.op {
 	case opConverse:
-		s.converse(w, body, record, fail)
+		s.converse(c)
 	case opConverseStream:
-		s.converseStream(r.Context(), w, modelID, body, record, fail)
+		s.converseStream(c)
 	case opInvoke:
-		s.invoke(w, modelID, body, record, fail)
+		s.invoke(c)
 	case opInvokeStream:
-		s.invokeStream(r.Context(), w, modelID, body, record, fail)
+		s.invokeStream(c)
 	case opCountTokens:
-		s.countTokens(w, modelID, body, record, fail)
+		s.countTokens(c)
+	case opApplyGuardrail:
+		s.applyGuardrail(c, rt.guardrailID, rt.guardrailVersion)
+	case opStartAsyncInvoke:
+		s.startAsyncInvoke(c)
+	case opGetAsyncInvoke:
+		s.getAsyncInvoke(c, rt.invocationARN)
+	case opListAsyncInvokes:
+		s.listAsyncInvokes(c)
 	}
 }
 
-// contentBlock is the text member of a Converse ContentBlock or
-// SystemContentBlock union; other members are ignored.
+// cachePointBlock is a Converse CachePointBlock: a prompt-cache
+// checkpoint after the blocks before it.
+type cachePointBlock struct {
+	Type string  `json:"type"`
+	TTL  *string `json:"ttl"`
+}
+
+// contentBlock is a Converse ContentBlock, SystemContentBlock or Tool
+// union. The fake reads the text and cachePoint members and keeps the
+// block's JSON for the prompt-cache key.
 type contentBlock struct {
-	Text *string `json:"text,omitempty"`
+	Text       *string
+	CachePoint *cachePointBlock
+	raw        []byte
+}
+
+func (b *contentBlock) UnmarshalJSON(data []byte) error {
+	var v struct {
+		Text       *string          `json:"text"`
+		CachePoint *cachePointBlock `json:"cachePoint"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*b = contentBlock{Text: v.Text, CachePoint: v.CachePoint, raw: slices.Clone(data)}
+	return nil
 }
 
 type converseMessage struct {
@@ -250,57 +372,109 @@ type converseMessage struct {
 	Content []contentBlock `json:"content"`
 }
 
-// converseInput is the part of a Converse request the fake reads.
+// converseInput is the part of a Converse request the fake reads. It also
+// decodes CountTokens' input.converse.
 type converseInput struct {
-	Messages        []converseMessage `json:"messages"`
-	System          []contentBlock    `json:"system"`
+	Messages   []converseMessage `json:"messages"`
+	System     []contentBlock    `json:"system"`
+	ToolConfig *struct {
+		Tools []contentBlock `json:"tools"`
+	} `json:"toolConfig"`
 	InferenceConfig *struct {
 		MaxTokens *int `json:"maxTokens"`
 	} `json:"inferenceConfig"`
+	RequestMetadata json.RawMessage `json:"requestMetadata"`
 }
 
-// parseConverse decodes and validates a Converse request and returns its
-// input token count and maxTokens (0 if unset).
-func parseConverse(body []byte) (in int64, maxTokens int, e *bedrockError) {
+// prompt is what the fake takes from a validated inference request.
+type prompt struct {
+	// words counts the whitespace-separated words of the prompt's text;
+	// the "at least 1 input token" rule is applied later.
+	words int64
+	// maxTokens is the output limit, 0 if unset.
+	maxTokens int
+	// points are the prompt's block boundaries and cache checkpoints, in
+	// prompt order.
+	points []cacheBreakpoint
+	// metadata is the validated requestMetadata, nil if absent.
+	metadata map[string]string
+}
+
+// parseConverse decodes and validates a Converse or ConverseStream
+// request.
+func parseConverse(c *call) (prompt, *bedrockError) {
 	var req converseInput
-	if err := json.Unmarshal(body, &req); err != nil {
-		return 0, 0, validationError("Malformed input request, please reformat your input and try again.")
+	if err := json.Unmarshal(c.body, &req); err != nil {
+		return prompt{}, validationError("Malformed input request, please reformat your input and try again.")
 	}
-	if in, e = countConverse(req); e != nil {
-		return 0, 0, e
+	p := prompt{}
+	pp := newPromptPrefix(c.cred.account, c.inv.ModelID)
+	var e *bedrockError
+	if p.words, e = walkConverse(req, pp); e != nil {
+		return prompt{}, e
+	}
+	if p.metadata, e = parseMetadataField(req.RequestMetadata); e != nil {
+		return prompt{}, e
 	}
 	if req.InferenceConfig != nil && req.InferenceConfig.MaxTokens != nil {
-		maxTokens = *req.InferenceConfig.MaxTokens
-		if maxTokens < 1 {
-			return 0, 0, validationError("1 validation error detected: Value '%d' at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1", maxTokens)
+		p.maxTokens = *req.InferenceConfig.MaxTokens
+		if p.maxTokens < 1 {
+			return prompt{}, validationError("1 validation error detected: Value '%d' at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1", p.maxTokens)
 		}
 	}
-	return in, maxTokens, nil
+	p.points = pp.points
+	return p, nil
 }
 
-// countConverse validates the conversation and counts its input tokens:
-// one per whitespace-separated word of every text block, at least 1.
-func countConverse(req converseInput) (int64, *bedrockError) {
+// walkConverse validates the conversation, feeds it to pp in the order
+// the model reads it (tools, system, messages), and counts its words: one
+// per whitespace-separated word of every text block.
+func walkConverse(req converseInput, pp *promptPrefix) (int64, *bedrockError) {
 	if len(req.Messages) == 0 || req.Messages[0].Role != "user" {
 		return 0, validationError("A conversation must start with a user message. Try again with a conversation that starts with a user message.")
 	}
 	var n int64
+	add := func(b contentBlock, field string) *bedrockError {
+		if b.CachePoint != nil {
+			return pp.converseCachePoint(*b.CachePoint, field+".cachePoint")
+		}
+		var words int64
+		if b.Text != nil {
+			words = int64(len(strings.Fields(*b.Text)))
+		}
+		n += words
+		pp.add(canonicalJSON(b.raw), words)
+		return nil
+	}
+	pp.mark("tools")
+	if req.ToolConfig != nil {
+		for i, b := range req.ToolConfig.Tools {
+			if e := add(b, fmt.Sprintf("toolConfig.tools.%d.member", i+1)); e != nil {
+				return 0, e
+			}
+		}
+	}
+	pp.mark("system")
+	for i, b := range req.System {
+		if e := add(b, fmt.Sprintf("system.%d.member", i+1)); e != nil {
+			return 0, e
+		}
+	}
 	for i, m := range req.Messages {
 		if m.Role != "user" && m.Role != "assistant" {
 			return 0, validationError("1 validation error detected: Value '%s' at 'messages.%d.member.role' failed to satisfy constraint: Member must satisfy enum value set: [user, assistant]", clip(m.Role), i+1)
 		}
-		for _, b := range m.Content {
-			if b.Text != nil {
-				n += int64(len(strings.Fields(*b.Text)))
+		pp.mark("role:" + m.Role)
+		for j, b := range m.Content {
+			if e := add(b, fmt.Sprintf("messages.%d.member.content.%d.member", i+1, j+1)); e != nil {
+				return 0, e
 			}
 		}
 	}
-	for _, b := range req.System {
-		if b.Text != nil {
-			n += int64(len(strings.Fields(*b.Text)))
-		}
+	if pp.checkpoints > maxCachePoints {
+		return 0, validationError("The request has %d cache points (cachePoint); at most %d are allowed.", pp.checkpoints, maxCachePoints)
 	}
-	return max(n, 1), nil
+	return n, nil
 }
 
 // answer returns the reply words, cut to maxTokens (0: no limit), and the
@@ -312,10 +486,39 @@ func answer(maxTokens int) ([]string, string) {
 	return reply, "end_turn"
 }
 
+// tokenUsage is a Converse TokenUsage. The cache members are present only
+// when the request marked a cache point.
 type tokenUsage struct {
-	InputTokens  int64 `json:"inputTokens"`
-	OutputTokens int64 `json:"outputTokens"`
-	TotalTokens  int64 `json:"totalTokens"`
+	InputTokens           int64         `json:"inputTokens"`
+	OutputTokens          int64         `json:"outputTokens"`
+	TotalTokens           int64         `json:"totalTokens"`
+	CacheReadInputTokens  *int64        `json:"cacheReadInputTokens,omitempty"`
+	CacheWriteInputTokens *int64        `json:"cacheWriteInputTokens,omitempty"`
+	CacheDetails          []cacheDetail `json:"cacheDetails,omitempty"`
+}
+
+// cacheDetail is a Converse CacheDetail: the tokens written to the cache
+// with one TTL.
+type cacheDetail struct {
+	TTL         string `json:"ttl"`
+	InputTokens int64  `json:"inputTokens"`
+}
+
+// converseUsage builds the Converse usage: totalTokens counts cached
+// tokens too, as Bedrock's does.
+func converseUsage(in, out int64, cu cacheUsage) tokenUsage {
+	u := tokenUsage{InputTokens: in, OutputTokens: out, TotalTokens: in + out + cu.read + cu.write}
+	if cu.used {
+		u.CacheReadInputTokens, u.CacheWriteInputTokens = &cu.read, &cu.write
+		// Sorted by TTL, longest first (TokenUsage.CacheDetails doc).
+		if cu.write1h > 0 {
+			u.CacheDetails = append(u.CacheDetails, cacheDetail{"1h", cu.write1h})
+		}
+		if w := cu.write - cu.write1h; w > 0 {
+			u.CacheDetails = append(u.CacheDetails, cacheDetail{"5m", w})
+		}
+	}
+	return u
 }
 
 type metrics struct {
@@ -326,13 +529,15 @@ type textBlock struct {
 	Text string `json:"text"`
 }
 
-func (s *Server) converse(w http.ResponseWriter, body []byte, record func(outcome), fail func(*bedrockError)) {
-	in, maxTokens, e := parseConverse(body)
+func (s *Server) converse(c *call) {
+	p, e := parseConverse(c)
 	if e != nil {
-		fail(e)
+		c.fail(e)
 		return
 	}
-	words, stop := answer(maxTokens)
+	in, cu := s.inputUsage(p)
+	c.inv.RequestMetadata = p.metadata
+	words, stop := answer(p.maxTokens)
 	out := int64(len(words))
 	type message struct {
 		Role    string      `json:"role"`
@@ -347,21 +552,23 @@ func (s *Server) converse(w http.ResponseWriter, body []byte, record func(outcom
 		Metrics    metrics    `json:"metrics"`
 	}{
 		StopReason: stop,
-		Usage:      tokenUsage{in, out, in + out},
+		Usage:      converseUsage(in, out, cu),
 		Metrics:    metrics{latencyMs},
 	}
 	resp.Output.Message = message{Role: "assistant", Content: []textBlock{{strings.Join(words, " ")}}}
-	record(outcome{status: http.StatusOK, in: in, out: out})
-	writeJSON(w, resp, nil)
+	c.record(outcome{status: http.StatusOK, in: in, out: out, cache: cu})
+	writeJSON(c.w, resp, nil)
 }
 
-func (s *Server) converseStream(ctx context.Context, w http.ResponseWriter, modelID string, body []byte, record func(outcome), fail func(*bedrockError)) {
-	in, maxTokens, e := parseConverse(body)
+func (s *Server) converseStream(c *call) {
+	p, e := parseConverse(c)
 	if e != nil {
-		fail(e)
+		c.fail(e)
 		return
 	}
-	words, stop := answer(maxTokens)
+	in, cu := s.inputUsage(p)
+	c.inv.RequestMetadata = p.metadata
+	words, stop := answer(p.maxTokens)
 	out := int64(len(words))
 
 	frames := []frame{eventFrame("messageStart", mustJSON(map[string]string{"role": "assistant"}), 0)}
@@ -378,18 +585,19 @@ func (s *Server) converseStream(ctx context.Context, w http.ResponseWriter, mode
 		eventFrame("contentBlockStop", mustJSON(map[string]int{"contentBlockIndex": 0}), out),
 		eventFrame("messageStop", mustJSON(map[string]string{"stopReason": stop}), out),
 		eventFrame("metadata", mustJSON(map[string]any{
-			"usage":   tokenUsage{in, out, in + out},
+			"usage":   converseUsage(in, out, cu),
 			"metrics": metrics{latencyMs},
 		}), out),
 	)
-	s.stream(ctx, w, opConverseStream, modelID, in, frames, nil, record)
+	s.stream(c, outcome{status: http.StatusOK, in: in, cache: cu}, frames, nil)
 }
 
 // stream sends frames, replacing the tail with a modelStreamErrorException
-// for the fake.stream-exception model, and records the outcome.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, op, modelID string, in int64, frames []frame, headers http.Header, record func(outcome)) {
-	o := outcome{status: http.StatusOK, in: in, out: frames[len(frames)-1].outTokens}
-	if modelID == ModelStreamException {
+// for the fake.stream-exception model, and records o with the output
+// tokens actually sent.
+func (s *Server) stream(c *call, o outcome, frames []frame, headers http.Header) {
+	o.out = frames[len(frames)-1].outTokens
+	if c.inv.ModelID == ModelStreamException {
 		// The first two events, then the error.
 		frames = frames[:2]
 		o.out = frames[1].outTokens
@@ -400,7 +608,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, op, modelID 
 			"originalMessage":    "injected failure",
 		}), o.out))
 	}
-	n, err := s.writeStream(ctx, w, op, frames, headers, func() { record(o) })
+	n, err := s.writeStream(c.r.Context(), c.w, c.inv.Operation, frames, headers, func() { c.record(o) })
 	if err != nil {
 		// The stream stopped early; bill what the model produced so far.
 		o.out = 0
@@ -411,7 +619,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, op, modelID 
 		if errors.Is(err, http.ErrNotSupported) {
 			o.streamError = "FlushNotSupported"
 		}
-		record(o)
+		c.record(o)
 	}
 }
 
@@ -425,6 +633,7 @@ type anthropicRequest struct {
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
 	System json.RawMessage `json:"system"`
+	Tools  json.RawMessage `json:"tools"`
 	// Bedrock rejects these Anthropic-API fields: the model is in the
 	// path and streaming is chosen by the operation.
 	Model  json.RawMessage `json:"model"`
@@ -439,69 +648,135 @@ func malformed(detail string) *bedrockError {
 	return validationError("Malformed input request: %s, please reformat your input and try again.", detail)
 }
 
-// parseInvoke validates an InvokeModel body for modelID and returns its
-// input token count and max tokens (0: unset).
-func parseInvoke(modelID string, body []byte) (in int64, maxTokens int, e *bedrockError) {
+// parseInvoke validates an InvokeModel body for modelID; pp receives the
+// Anthropic prompt for the prompt cache.
+func parseInvoke(modelID string, body []byte, pp *promptPrefix) (prompt, *bedrockError) {
 	if !isAnthropic(modelID) {
 		var v any
 		if err := json.Unmarshal(body, &v); err != nil {
-			return 0, 0, malformed("expected a JSON document")
+			return prompt{}, malformed("expected a JSON document")
 		}
-		return max(countStrings(v), 1), 0, nil
+		return prompt{words: countStrings(v)}, nil
 	}
 	var req anthropicRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return 0, 0, malformed("expected a JSON object")
+		return prompt{}, malformed("expected a JSON object")
 	}
 	switch {
 	case req.Model != nil:
-		return 0, 0, malformed("#: extraneous key [model] is not permitted")
+		return prompt{}, malformed("#: extraneous key [model] is not permitted")
 	case req.Stream != nil:
-		return 0, 0, malformed("#: extraneous key [stream] is not permitted")
+		return prompt{}, malformed("#: extraneous key [stream] is not permitted")
 	case req.AnthropicVersion == nil:
-		return 0, 0, malformed("#: required key [anthropic_version] not found")
+		return prompt{}, malformed("#: required key [anthropic_version] not found")
 	case req.MaxTokens == nil:
-		return 0, 0, malformed("#: required key [max_tokens] not found")
+		return prompt{}, malformed("#: required key [max_tokens] not found")
 	case req.Messages == nil:
-		return 0, 0, malformed("#: required key [messages] not found")
+		return prompt{}, malformed("#: required key [messages] not found")
 	case *req.MaxTokens < 1:
-		return 0, 0, malformed("#/max_tokens: must be greater than or equal to 1")
+		return prompt{}, malformed("#/max_tokens: must be greater than or equal to 1")
 	}
-	for _, m := range *req.Messages {
-		n, ok := countAnthropicContent(m.Content)
-		if !ok {
-			return 0, 0, malformed("#/messages: content must be a string or an array of content blocks")
+	p := prompt{maxTokens: *req.MaxTokens}
+	pp.mark("tools")
+	if isPresent(req.Tools) {
+		var tools []json.RawMessage
+		if err := json.Unmarshal(req.Tools, &tools); err != nil {
+			return prompt{}, malformed("#/tools: expected type: JSONArray")
 		}
-		in += n
-	}
-	if len(req.System) > 0 {
-		n, ok := countAnthropicContent(req.System)
-		if !ok {
-			return 0, 0, malformed("#/system: must be a string or an array of text blocks")
+		for i, t := range tools {
+			if _, ok, e := addAnthropicBlock(pp, t, fmt.Sprintf("#/tools/%d", i)); e != nil {
+				return prompt{}, e
+			} else if !ok {
+				return prompt{}, malformed("#/tools: must be an array of tool objects")
+			}
 		}
-		in += n
 	}
-	return max(in, 1), *req.MaxTokens, nil
+	pp.mark("system")
+	if isPresent(req.System) {
+		n, ok, e := addAnthropicContent(pp, req.System, "#/system")
+		if e != nil {
+			return prompt{}, e
+		}
+		if !ok {
+			return prompt{}, malformed("#/system: must be a string or an array of text blocks")
+		}
+		p.words += n
+	}
+	for i, m := range *req.Messages {
+		pp.mark("role:" + m.Role)
+		n, ok, e := addAnthropicContent(pp, m.Content, fmt.Sprintf("#/messages/%d/content", i))
+		if e != nil {
+			return prompt{}, e
+		}
+		if !ok {
+			return prompt{}, malformed("#/messages: content must be a string or an array of content blocks")
+		}
+		p.words += n
+	}
+	if pp.checkpoints > maxCachePoints {
+		// Anthropic's wording.
+		return prompt{}, validationError("A maximum of %d blocks with cache_control may be provided. Found %d.", maxCachePoints, pp.checkpoints)
+	}
+	p.points = pp.points
+	return p, nil
 }
 
-// countAnthropicContent counts the words of Anthropic content: a string or
-// an array of blocks whose "text" fields are counted.
-func countAnthropicContent(raw json.RawMessage) (int64, bool) {
+// isPresent reports whether an optional JSON member was sent and not null.
+func isPresent(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
+}
+
+// addAnthropicContent feeds Anthropic content (a string, or an array of
+// blocks) to pp and counts the words of its text. ok is false if raw has
+// neither shape.
+func addAnthropicContent(pp *promptPrefix, raw json.RawMessage, path string) (words int64, ok bool, e *bedrockError) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		return int64(len(strings.Fields(s))), true
+		// A string is shorthand for one text block.
+		words = int64(len(strings.Fields(s)))
+		pp.add(mustJSON(map[string]string{"type": "text", "text": s}), words)
+		return words, true, nil
 	}
-	var blocks []struct {
-		Text string `json:"text"`
-	}
+	var blocks []json.RawMessage
 	if err := json.Unmarshal(raw, &blocks); err != nil {
-		return 0, false
+		return 0, false, nil
 	}
-	var n int64
-	for _, b := range blocks {
-		n += int64(len(strings.Fields(b.Text)))
+	for i, b := range blocks {
+		n, ok, e := addAnthropicBlock(pp, b, fmt.Sprintf("%s/%d", path, i))
+		if e != nil || !ok {
+			return 0, ok, e
+		}
+		words += n
 	}
-	return n, true
+	return words, true, nil
+}
+
+// addAnthropicBlock feeds one Anthropic block (content block or tool) to
+// pp, minus its cache_control, which becomes a breakpoint after it. ok is
+// false if the block is not an object or its "text" is not a string.
+func addAnthropicBlock(pp *promptPrefix, raw json.RawMessage, path string) (words int64, ok bool, e *bedrockError) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return 0, false, nil
+	}
+	if t, has := m["text"]; has {
+		s, isString := t.(string)
+		if !isString {
+			return 0, false, nil
+		}
+		words = int64(len(strings.Fields(s)))
+	}
+	cc, hasCC := m["cache_control"]
+	delete(m, "cache_control")
+	pp.add(mustJSON(m), words)
+	if hasCC && cc != nil {
+		if e := pp.anthropicCacheControl(cc, path+"/cache_control"); e != nil {
+			return 0, true, e
+		}
+	}
+	return words, true, nil
 }
 
 // countStrings counts the words of every string in a JSON value.
@@ -525,26 +800,57 @@ func countStrings(v any) int64 {
 	return 0
 }
 
-func (s *Server) invoke(w http.ResponseWriter, modelID string, body []byte, record func(outcome), fail func(*bedrockError)) {
-	in, maxTokens, e := parseInvoke(modelID, body)
+// parseInvokeCall validates an InvokeModel or InvokeModelWithResponseStream
+// request: its X-Amzn-Bedrock-Request-Metadata header, then its body.
+func parseInvokeCall(c *call) (prompt, *bedrockError) {
+	md, e := parseMetadataHeader(c.r.Header)
 	if e != nil {
-		fail(e)
+		return prompt{}, e
+	}
+	p, e := parseInvoke(c.inv.ModelID, c.body, newPromptPrefix(c.cred.account, c.inv.ModelID))
+	if e != nil {
+		return prompt{}, e
+	}
+	p.metadata = md
+	return p, nil
+}
+
+// anthropicUsage is an Anthropic Messages usage object.
+func anthropicUsage(in, out int64, cu cacheUsage) map[string]any {
+	return map[string]any{
+		"input_tokens":                in,
+		"output_tokens":               out,
+		"cache_creation_input_tokens": cu.write,
+		"cache_read_input_tokens":     cu.read,
+		"cache_creation": map[string]int64{
+			"ephemeral_5m_input_tokens": cu.write - cu.write1h,
+			"ephemeral_1h_input_tokens": cu.write1h,
+		},
+	}
+}
+
+func (s *Server) invoke(c *call) {
+	p, e := parseInvokeCall(c)
+	if e != nil {
+		c.fail(e)
 		return
 	}
-	words, stop := answer(maxTokens)
+	in, cu := s.inputUsage(p)
+	c.inv.RequestMetadata = p.metadata
+	words, stop := answer(p.maxTokens)
 	out := int64(len(words))
 	text := strings.Join(words, " ")
 	var resp any
-	if isAnthropic(modelID) {
+	if isAnthropic(c.inv.ModelID) {
 		resp = map[string]any{
 			"id":            "msg_bdrk_" + randomString(24, secretAlph[:62]),
 			"type":          "message",
 			"role":          "assistant",
-			"model":         modelID,
+			"model":         c.inv.ModelID,
 			"content":       []map[string]string{{"type": "text", "text": text}},
 			"stop_reason":   stop,
 			"stop_sequence": nil,
-			"usage":         map[string]int64{"input_tokens": in, "output_tokens": out},
+			"usage":         anthropicUsage(in, out, cu),
 		}
 	} else {
 		resp = map[string]string{"outputText": text}
@@ -553,23 +859,34 @@ func (s *Server) invoke(w http.ResponseWriter, modelID string, body []byte, reco
 	h.Set("X-Amzn-Bedrock-Input-Token-Count", strconv.FormatInt(in, 10))
 	h.Set("X-Amzn-Bedrock-Output-Token-Count", strconv.FormatInt(out, 10))
 	h.Set("X-Amzn-Bedrock-Invocation-Latency", strconv.Itoa(latencyMs))
-	record(outcome{status: http.StatusOK, in: in, out: out})
-	writeJSON(w, resp, h)
+	if cu.used {
+		h.Set("X-Amzn-Bedrock-Cache-Read-Input-Token-Count", strconv.FormatInt(cu.read, 10))
+		h.Set("X-Amzn-Bedrock-Cache-Write-Input-Token-Count", strconv.FormatInt(cu.write, 10))
+	}
+	c.record(outcome{status: http.StatusOK, in: in, out: out, cache: cu})
+	writeJSON(c.w, resp, h)
 }
 
-func (s *Server) invokeStream(ctx context.Context, w http.ResponseWriter, modelID string, body []byte, record func(outcome), fail func(*bedrockError)) {
-	in, maxTokens, e := parseInvoke(modelID, body)
+func (s *Server) invokeStream(c *call) {
+	p, e := parseInvokeCall(c)
 	if e != nil {
-		fail(e)
+		c.fail(e)
 		return
 	}
-	words, stop := answer(maxTokens)
+	in, cu := s.inputUsage(p)
+	c.inv.RequestMetadata = p.metadata
+	modelID := c.inv.ModelID
+	words, stop := answer(p.maxTokens)
 	out := int64(len(words))
 	invocationMetrics := map[string]int64{
 		"inputTokenCount":   in,
 		"outputTokenCount":  out,
 		"invocationLatency": latencyMs,
 		"firstByteLatency":  latencyMs / 2,
+	}
+	if cu.used {
+		invocationMetrics["cacheReadInputTokenCount"] = cu.read
+		invocationMetrics["cacheWriteInputTokenCount"] = cu.write
 	}
 
 	// Each chunk wraps one model-native event.
@@ -583,7 +900,7 @@ func (s *Server) invokeStream(ctx context.Context, w http.ResponseWriter, modelI
 		add(map[string]any{"type": "message_start", "message": map[string]any{
 			"id": "msg_bdrk_" + randomString(24, secretAlph[:62]), "type": "message", "role": "assistant",
 			"model": modelID, "content": []any{}, "stop_reason": nil, "stop_sequence": nil,
-			"usage": map[string]int64{"input_tokens": in, "output_tokens": 1},
+			"usage": anthropicUsage(in, 1, cu),
 		}}, 0)
 		add(map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]string{"type": "text", "text": ""}}, 0)
 		for i, word := range words {
@@ -615,10 +932,12 @@ func (s *Server) invokeStream(ctx context.Context, w http.ResponseWriter, modelI
 	}
 	h := http.Header{}
 	h.Set("X-Amzn-Bedrock-Content-Type", "application/json")
-	s.stream(ctx, w, opInvokeStream, modelID, in, frames, h, record)
+	s.stream(c, outcome{status: http.StatusOK, in: in, cache: cu}, frames, h)
 }
 
-func (s *Server) countTokens(w http.ResponseWriter, modelID string, body []byte, record func(outcome), fail func(*bedrockError)) {
+// countTokens answers CountTokens: the input tokens of the request as the
+// model would count them, cached or not. It reads no prompt cache.
+func (s *Server) countTokens(c *call) {
 	var req struct {
 		Input struct {
 			Converse    *converseInput `json:"converse"`
@@ -627,28 +946,32 @@ func (s *Server) countTokens(w http.ResponseWriter, modelID string, body []byte,
 			} `json:"invokeModel"`
 		} `json:"input"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		fail(validationError("Malformed input request, please reformat your input and try again."))
+	if err := json.Unmarshal(c.body, &req); err != nil {
+		c.fail(validationError("Malformed input request, please reformat your input and try again."))
 		return
 	}
-	var in int64
+	pp := newPromptPrefix(c.cred.account, c.inv.ModelID)
+	var words int64
 	var e *bedrockError
 	switch {
 	case req.Input.Converse != nil && req.Input.InvokeModel != nil:
 		e = validationError("Exactly one of input.converse and input.invokeModel must be set.")
 	case req.Input.Converse != nil:
-		in, e = countConverse(*req.Input.Converse)
+		words, e = walkConverse(*req.Input.Converse, pp)
 	case req.Input.InvokeModel != nil:
-		in, _, e = parseInvoke(modelID, req.Input.InvokeModel.Body)
+		var p prompt
+		p, e = parseInvoke(c.inv.ModelID, req.Input.InvokeModel.Body, pp)
+		words = p.words
 	default:
 		e = validationError("Exactly one of input.converse and input.invokeModel must be set.")
 	}
 	if e != nil {
-		fail(e)
+		c.fail(e)
 		return
 	}
-	record(outcome{status: http.StatusOK, in: in})
-	writeJSON(w, map[string]int64{"inputTokens": in}, nil)
+	in := max(words, 1)
+	c.record(outcome{status: http.StatusOK, in: in})
+	writeJSON(c.w, map[string]int64{"inputTokens": in}, nil)
 }
 
 // writeJSON sends v as a 200 application/json response with extra
@@ -672,4 +995,17 @@ func mustJSON(v any) []byte {
 		panic(fmt.Sprintf("fakeaws: marshal %T: %v", v, err))
 	}
 	return b
+}
+
+// canonicalJSON re-encodes a JSON value with object keys sorted and no
+// insignificant space, so equal values hash alike. raw has already been
+// decoded once, so it is valid.
+func canonicalJSON(raw []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return raw
+	}
+	return mustJSON(v)
 }

@@ -32,12 +32,26 @@ type AssumeRoleCall struct {
 // verification, whatever its outcome.
 type Invocation struct {
 	Time time.Time
-	// Operation is the API operation name, e.g. "Converse",
-	// "InvokeModelWithResponseStream"; "" for an unknown path.
+	// Operation is the API operation name: "Converse", "ConverseStream",
+	// "InvokeModel", "InvokeModelWithResponseStream", "CountTokens",
+	// "ApplyGuardrail", "StartAsyncInvoke", "GetAsyncInvoke" or
+	// "ListAsyncInvokes"; "" for an unknown path or method.
 	Operation string
-	// ModelID is the unescaped {modelId} path label.
-	ModelID     string
-	AccessKeyID string
+	// ModelID is the unescaped {modelId} path label, or StartAsyncInvoke's
+	// body modelId; "" for the other operations.
+	ModelID string
+	// Guardrail is "<guardrailIdentifier>:<guardrailVersion>", the
+	// unescaped path labels of ApplyGuardrail; "" otherwise.
+	Guardrail string
+	// InvocationARN is the async invocation StartAsyncInvoke returned (the
+	// earlier job's for an idempotent retry) or GetAsyncInvoke asked for.
+	InvocationARN string
+	// RequestMetadata is the validated request metadata: Converse's
+	// requestMetadata member or InvokeModel's
+	// X-Amzn-Bedrock-Request-Metadata header; nil if absent or if the
+	// call failed validation.
+	RequestMetadata map[string]string
+	AccessKeyID     string
 	// PrincipalARN is who is billed: for session credentials
 	// arn:aws:sts::ACCT:assumed-role/ROLE/SESSION, for root credentials
 	// the ARN passed to RootCredentials.
@@ -46,9 +60,13 @@ type Invocation struct {
 	SessionName string
 	// Tags are the session tags of the signing session.
 	Tags map[string]string
-	// Token counts; zero for failed calls. CountTokens records its count
-	// in InputTokens and is never billed.
+	// Token counts; zero for failed calls. InputTokens excludes the
+	// tokens read from or written to the prompt cache. CountTokens records
+	// its count in InputTokens and is never billed.
 	InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens int64
+	// GuardrailTextUnits are the billable guardrail text units of a
+	// successful ApplyGuardrail.
+	GuardrailTextUnits int64
 	// Status is the HTTP status sent. A stream that failed mid-way has
 	// Status 200 and StreamError set, and is billed for the output
 	// produced before it stopped.
@@ -59,6 +77,9 @@ type Invocation struct {
 	// not flush, or "".
 	StreamError string
 	RequestID   string
+	// RequestURI is the request target as it arrived: escaped path and
+	// raw query.
+	RequestURI string
 	// Headers are the request headers as they arrived, with the
 	// Authorization signature and X-Amz-Security-Token redacted.
 	Headers http.Header
@@ -70,7 +91,8 @@ type Invocation struct {
 type BillingRow struct {
 	// IAMPrincipal is line_item_iam_principal.
 	IAMPrincipal string
-	// UsageType is e.g. "USE1-<modelId>-input-tokens".
+	// UsageType is e.g. "USE1-<modelId>-input-tokens" or
+	// "USE1-guardrail-text-units".
 	UsageType   string
 	UsageAmount int64
 	// Tags are the session tags, keys prefixed "iamPrincipal/" as in the
@@ -102,6 +124,7 @@ func (s *Server) Invocations() []Invocation {
 	out := make([]Invocation, len(s.invocations))
 	for i, inv := range s.invocations {
 		inv.Tags = maps.Clone(inv.Tags)
+		inv.RequestMetadata = maps.Clone(inv.RequestMetadata)
 		inv.Headers = inv.Headers.Clone()
 		inv.Body = slices.Clone(inv.Body)
 		out[i] = inv
@@ -136,19 +159,21 @@ func (s *Server) addInvocation(inv Invocation) {
 	}
 	tagKey := canonicalTags(tags)
 	prefix := regionCode(s.opts.Region)
+	model := prefix + "-" + inv.ModelID + "-"
 	for _, u := range []struct {
-		suffix string
-		n      int64
+		usage string
+		n     int64
 	}{
-		{"input-tokens", inv.InputTokens},
-		{"output-tokens", inv.OutputTokens},
-		{"cache-read-input-tokens", inv.CacheReadTokens},
-		{"cache-write-input-tokens", inv.CacheWriteTokens},
+		{model + "input-tokens", inv.InputTokens},
+		{model + "output-tokens", inv.OutputTokens},
+		{model + "cache-read-input-tokens", inv.CacheReadTokens},
+		{model + "cache-write-input-tokens", inv.CacheWriteTokens},
+		{prefix + "-guardrail-text-units", inv.GuardrailTextUnits},
 	} {
 		if u.n == 0 {
 			continue
 		}
-		k := billingKey{inv.PrincipalARN, prefix + "-" + inv.ModelID + "-" + u.suffix, tagKey}
+		k := billingKey{inv.PrincipalARN, u.usage, tagKey}
 		row := s.billing[k]
 		if row == nil {
 			row = &BillingRow{IAMPrincipal: k.principal, UsageType: k.usage, Tags: maps.Clone(tags)}
@@ -169,12 +194,17 @@ func appendLimited[T any](list []T, v T, limit int) []T {
 }
 
 // BillingRows aggregates the billable Bedrock calls (successful Converse,
-// ConverseStream, InvokeModel and InvokeModelWithResponseStream; not
-// CountTokens) the way CUR 2.0 does: one row per principal, usage type and
-// tag set, sorted by principal, then usage type, then tags. Usage types are
-// "<REGIONCODE>-<modelId>-input-tokens", "-output-tokens",
-// "-cache-read-input-tokens" and "-cache-write-input-tokens"; zero amounts
-// are omitted.
+// ConverseStream, InvokeModel, InvokeModelWithResponseStream and
+// ApplyGuardrail; not CountTokens, nor the async-invoke operations, whose
+// jobs the fake does not run) the way CUR 2.0 does: one row per principal,
+// usage type and tag set, sorted by principal, then usage type, then tags.
+// Token usage types are "<REGIONCODE>-<modelId>-input-tokens" (uncached
+// input), "-output-tokens", "-cache-read-input-tokens" and
+// "-cache-write-input-tokens"; ApplyGuardrail bills
+// "<REGIONCODE>-guardrail-text-units", the text units of its paid
+// policies (the emulated guardrail's content filter; its word filter is
+// free, as on AWS). The usage-type names are the fake's: real CUR names
+// differ. Zero amounts are omitted.
 func (s *Server) BillingRows() []BillingRow {
 	s.mu.Lock()
 	defer s.mu.Unlock()

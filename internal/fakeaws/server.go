@@ -1,35 +1,71 @@
 // Package fakeaws is an in-process emulation of the two AWS services the
 // gateway talks to: STS (AssumeRole, GetCallerIdentity; Query protocol) and
 // Bedrock Runtime (Converse, ConverseStream, InvokeModel,
-// InvokeModelWithResponseStream, CountTokens; REST-JSON and event-stream).
+// InvokeModelWithResponseStream, CountTokens, ApplyGuardrail,
+// StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes; REST-JSON and
+// event-stream). InvokeModelWithBidirectionalStream, which needs HTTP/2
+// and a signed input event stream, is answered like an unknown path (404
+// UnknownOperationException).
 //
 // It is the test double for the whole repository and it powers
 // `gateway dev`, so it is faithful on the wire: the real aws-sdk-go-v2
 // clients talk to it unchanged, every request must carry a SigV4 signature
 // made with credentials this fake issued (verified independently of the SDK
-// signer, from the SigV4 specification), and errors have the codes, HTTP
-// statuses and body shapes AWS uses.
+// signer, from the SigV4 specification, query string included), and errors
+// have the codes, HTTP statuses and body shapes AWS uses. Inputs are
+// validated against the lengths, patterns and enums of the Bedrock Runtime
+// service model.
 //
 // What it records is what a test asserts on: every AssumeRole received
-// (AssumeRoleCalls), every Bedrock call accepted (Invocations), and the
-// CUR 2.0-like billing rows those calls produce (BillingRows), attributed
-// to the IAM principal whose credentials signed the call. That is how tests
-// prove the gateway signs each Bedrock call with the caller's own session
-// and never with its own identity.
+// (AssumeRoleCalls), every Bedrock call accepted (Invocations, with the
+// signing principal, the request metadata and, per operation, the model,
+// guardrail or async invocation ARN), and the CUR 2.0-like billing rows
+// those calls produce (BillingRows), attributed to the IAM principal whose
+// credentials signed the call. That is how tests prove the gateway signs
+// each Bedrock call with the caller's own session and never with its own
+// identity.
 //
 // A Server is safe for concurrent use and starts no goroutines.
 //
-// Bedrock answers every request with ReplyText. Token counts are
-// deterministic: input tokens are the whitespace-separated words of all
-// text in the request (messages and system prompt; for a non-Anthropic
-// InvokeModel body, every JSON string), at least 1; output tokens are the
-// words of the reply. Special model IDs (ModelThrottle, ModelStreamException
-// and the other Model* constants) make Bedrock fail on purpose.
+// # Determinism
+//
+// Bedrock answers every inference request with ReplyText. Token counts
+// are deterministic: input tokens are the whitespace-separated words of
+// all text in the request (messages and system prompt; for a
+// non-Anthropic InvokeModel body, every JSON string), at least 1; output
+// tokens are the words of the reply. Special model IDs (ModelThrottle,
+// ModelStreamException and the other Model* constants) make Bedrock fail
+// on purpose.
+//
+// Prompt caching: a Converse "cachePoint" block, or "cache_control" on an
+// Anthropic InvokeModel block, is a checkpoint. The first request with a
+// given prefix (same account, model and content before the checkpoint, in
+// the order tools, system, messages; cache markers themselves excluded)
+// writes the words before the checkpoint to the cache; a later request
+// whose prompt starts with that prefix, within its TTL (5 minutes, or
+// "1h"; refreshed on use; measured with Options.Now), reads them if the
+// prefix ends at one of its checkpoints or at most 20 blocks before one,
+// as Anthropic's lookback does. With several checkpoints the longest
+// cached prefix is read and the rest written. Input tokens are then the
+// words after the last checkpoint. Converse reports cacheReadInputTokens,
+// cacheWriteInputTokens and cacheDetails (totalTokens includes them);
+// Anthropic bodies report cache_read_input_tokens and
+// cache_creation_input_tokens (always present, 0 without checkpoints);
+// InvokeModel adds the X-Amzn-Bedrock-Cache-{Read,Write}-Input-Token-Count
+// headers, and streams add cacheRead/WriteInputTokenCount to
+// amazon-bedrock-invocationMetrics, when the request has a checkpoint.
+// Unlike Claude, the fake caches prefixes of any length (no 1,024-token
+// minimum). CountTokens ignores the cache.
+//
+// ApplyGuardrail applies one emulated guardrail (see GuardrailBlockedWord)
+// and reports one content and one word policy unit per started 1,000
+// characters of each text block. StartAsyncInvoke runs nothing: a job is
+// InProgress for Options.AsyncInvokeDuration, then Completed.
 //
 // Secrets never leave the fake except inside the STS response that issues
-// them: error bodies do not echo signatures, keys or tokens, and recorded
-// request headers have the Authorization signature and the session token
-// redacted.
+// them: error bodies do not echo signatures, keys, tokens or request
+// metadata, and recorded request headers have the Authorization signature
+// and the session token redacted.
 package fakeaws
 
 import (
@@ -79,9 +115,15 @@ type Options struct {
 	SessionLifetime time.Duration
 	// RecordLimit, if positive, bounds the memory a long-running fake
 	// (`gateway dev`) spends on records: AssumeRoleCalls and Invocations
-	// keep only the most recent RecordLimit entries. BillingRows always
+	// keep only the most recent RecordLimit entries, and only the most
+	// recent RecordLimit async invocations are kept. BillingRows always
 	// covers every call. Zero keeps everything, which tests want.
 	RecordLimit int
+	// AsyncInvokeDuration is how long, by Now, an async invocation stays
+	// InProgress before it is Completed. Default one minute, which a
+	// test can pass by advancing its clock without leaving the 5-minute
+	// signature window.
+	AsyncInvokeDuration time.Duration
 }
 
 // Fault is a failure injected into STS by a hook installed with
@@ -107,6 +149,14 @@ type Server struct {
 	invocations  []Invocation
 	billing      map[billingKey]*BillingRow
 	assumeFailer func(context.Context, AssumeRoleCall) *Fault
+	// promptCache holds the cached prompt prefixes by key.
+	promptCache map[string]cacheEntry
+	// asyncJobs holds async invocations by ARN; asyncOrder in submission
+	// order; asyncTokens maps account+"\x00"+clientRequestToken to an ARN.
+	asyncJobs   map[string]*asyncJob
+	asyncOrder  []*asyncJob
+	asyncTokens map[string]string
+	asyncSeq    int64
 }
 
 // credential is what the fake knows about an access key it issued.
@@ -140,11 +190,17 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.AsyncInvokeDuration <= 0 {
+		opts.AsyncInvokeDuration = defaultAsyncInvokeDuration
+	}
 	s := &Server{
-		opts:    opts,
-		roles:   make(map[string]bool, len(opts.Roles)),
-		creds:   make(map[string]*credential),
-		billing: make(map[billingKey]*BillingRow),
+		opts:        opts,
+		roles:       make(map[string]bool, len(opts.Roles)),
+		creds:       make(map[string]*credential),
+		billing:     make(map[billingKey]*BillingRow),
+		promptCache: make(map[string]cacheEntry),
+		asyncJobs:   make(map[string]*asyncJob),
+		asyncTokens: make(map[string]string),
 	}
 	for _, r := range opts.Roles {
 		s.roles[r] = true

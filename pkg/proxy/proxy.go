@@ -23,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -32,6 +33,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // Authenticator establishes who is calling from the request's credentials.
@@ -86,22 +88,25 @@ type Config struct {
 	Now func() time.Time
 	// UserAgent is sent upstream; default "bedrock-gateway".
 	UserAgent string
+	// StampMetadata writes the caller's identity into Bedrock request
+	// metadata (Converse requestMetadata, X-Amzn-Bedrock-Request-Metadata)
+	// so that Bedrock's own invocation logs are attributable. On unless
+	// DisableMetadataStamp.
+	DisableMetadataStamp bool
+	// Usage receives one record per request. Optional.
+	Usage Recorder
+	// ResponseHeaderTimeout bounds the wait for Bedrock's response
+	// headers (a non-streaming call sends them only when the model is
+	// done). Default 10m. Used only for the default Transport.
+	ResponseHeaderTimeout time.Duration
+	// StreamIdleTimeout cancels a response when Bedrock sends nothing for
+	// this long. Default 5m (Claude Code's own idle watchdog).
+	StreamIdleTimeout time.Duration
 }
 
-// operation is one Bedrock Runtime API the gateway forwards.
-type operation struct {
-	Name   string // API name, as in the service model
-	Suffix string // last path segment after /model/{modelId}/
-}
-
-// operations are the model-scoped Bedrock Runtime operations (service model
-// http bindings: POST /model/{modelId}/<suffix>).
-var operations = []operation{
-	{"Converse", "converse"},
-	{"ConverseStream", "converse-stream"},
-	{"InvokeModel", "invoke"},
-	{"InvokeModelWithResponseStream", "invoke-with-response-stream"},
-	{"CountTokens", "count-tokens"},
+// Recorder receives the usage record of each request.
+type Recorder interface {
+	Record(usage.Record)
 }
 
 // Proxy is the data-plane http.Handler.
@@ -133,9 +138,20 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = 5 * time.Minute
+	}
 	if cfg.Transport == nil {
+		// No compression: bytes pass verbatim. The Transport never
+		// replays a POST that may have been sent: it retries only requests
+		// that were not written at all, or that carry Idempotency-Key,
+		// which the header allow-list drops.
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableCompression = true
+		t.ResponseHeaderTimeout = cfg.ResponseHeaderTimeout
 		cfg.Transport = t
 	}
 	if cfg.Logger == nil {
@@ -150,11 +166,12 @@ func New(cfg Config) (*Proxy, error) {
 
 	p := &Proxy{cfg: cfg, log: cfg.Logger}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     &signingTransport{next: cfg.Transport, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now},
-		FlushInterval: -1, // event streams: every read is flushed to the client at once
-		ErrorHandler:  p.upstreamError,
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.tapResponse,
+		Transport:      &signingTransport{next: cfg.Transport, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now},
+		FlushInterval:  -1, // event streams: every read is flushed to the client at once
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 
 	notFound := func(w http.ResponseWriter, r *http.Request) {
@@ -165,9 +182,21 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	api := chi.NewRouter()
 	api.Use(p.authenticate)
-	for _, op := range operations {
-		api.Post("/model/{modelId}/"+op.Suffix, p.forward(op))
+	for _, rt := range routes {
+		api.Method(rt.method, rt.pattern, p.handle(rt))
 	}
+	api.Post("/model/{modelId}/invoke-with-bidirectional-stream", func(w http.ResponseWriter, r *http.Request) {
+		stateFrom(r.Context()).op = opBidirectional
+		p.fail(w, r, &Error{Status: http.StatusNotImplemented, Type: typeValidation,
+			Msg: "InvokeModelWithBidirectionalStream is not supported by this gateway yet"})
+	})
+	inferenceProfiles := func(w http.ResponseWriter, r *http.Request) {
+		stateFrom(r.Context()).op = opInferenceProfiles
+		p.fail(w, r, &Error{Status: http.StatusNotFound, Type: typeNotFound,
+			Msg: "inference profiles are a Bedrock control-plane API; this gateway serves Bedrock Runtime only"})
+	}
+	api.HandleFunc("/inference-profiles", inferenceProfiles)
+	api.HandleFunc("/inference-profiles/*", inferenceProfiles)
 	api.NotFound(notFound)
 	api.MethodNotAllowed(methodNotAllowed)
 	if cfg.BasePath == "" {
@@ -185,10 +214,10 @@ func New(cfg Config) (*Proxy, error) {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{id: newRequestID(), start: p.cfg.Now()}
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, now: p.cfg.Now}
 	rec.Header().Set("X-Gateway-Request-Id", st.id)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
-	defer p.accessLog(rec, r, st)
+	defer p.finish(rec, r, st)
 	p.router.ServeHTTP(rec, r)
 }
 
@@ -203,14 +232,24 @@ type reqState struct {
 	modelID  string
 	// Set only once a request is ready to go upstream.
 	out *outbound
+	// Set when Bedrock's response arrives.
+	tap *responseTap
+	// idleFired is set when Bedrock went quiet for StreamIdleTimeout.
+	idleFired atomic.Bool
 }
 
 // outbound is the fully prepared upstream request.
 type outbound struct {
 	creds       aws.Credentials
+	method      string
 	rawPath     string // escaped upstream path
+	rawQuery    string
+	header      http.Header
 	body        []byte
 	payloadHash string // hex SHA-256 of body
+	// idle cancels the upstream exchange when Bedrock goes quiet once
+	// its response has started.
+	idle *time.Timer
 }
 
 type stateKey struct{}
@@ -236,20 +275,13 @@ func (p *Proxy) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// forward handles one model operation: everything that can fail is done
-// here, before the ReverseProxy is involved, because its Rewrite hook
-// cannot refuse a request.
-func (p *Proxy) forward(op operation) http.HandlerFunc {
+// handle serves one route: everything that can fail is done here, before
+// the ReverseProxy is involved, because its Rewrite hook cannot refuse a
+// request.
+func (p *Proxy) handle(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())
-		st.op = op.Name
-
-		modelID, err := parseModelID(chi.URLParam(r, "modelId"))
-		if err != nil {
-			p.fail(w, r, errValidation("invalid model identifier: "+err.Error(), err))
-			return
-		}
-		st.modelID = modelID
+		st.op = rt.op
 
 		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 			p.fail(w, r, errValidation("Content-Encoding is not supported", nil))
@@ -266,6 +298,15 @@ func (p *Proxy) forward(op operation) http.HandlerFunc {
 			p.fail(w, r, errValidation("could not read the request body", err))
 			return
 		}
+		t, err := rt.target(r, body)
+		if err != nil {
+			p.fail(w, r, errValidation(err.Error(), err))
+			return
+		}
+		st.modelID = t.model
+		if !t.body {
+			body = nil
+		}
 
 		spec, err := p.cfg.Resolver.Resolve(*st.identity)
 		if err != nil {
@@ -279,21 +320,62 @@ func (p *Proxy) forward(op operation) http.HandlerFunc {
 		}
 		st.spec = &spec
 
+		header := outboundHeader(r.Header, p.cfg.UserAgent)
+		if !p.cfg.DisableMetadataStamp {
+			md := identityMetadata(st.identity, st.spec)
+			switch rt.stamp {
+			case stampConverseBody:
+				body, err = stampConverse(body, md)
+			case stampInvokeHeader:
+				err = stampInvoke(header, md)
+			}
+			if err != nil {
+				p.fail(w, r, errValidation(err.Error(), err))
+				return
+			}
+		}
+
 		creds, err := p.cfg.Credentials.Get(r.Context(), spec)
 		if err != nil {
 			p.fail(w, r, credentialError(r.Context(), err))
 			return
 		}
 
+		// The upstream exchange is cancelled when the client goes away
+		// (the request context) or when Bedrock goes quiet too long.
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
 		sum := sha256.Sum256(body)
 		st.out = &outbound{
 			creds:       creds,
-			rawPath:     strings.TrimSuffix(p.cfg.Endpoint.EscapedPath(), "/") + "/model/" + escapeLabel(modelID) + "/" + op.Suffix,
+			method:      rt.method,
+			rawPath:     strings.TrimSuffix(p.cfg.Endpoint.EscapedPath(), "/") + t.path,
+			rawQuery:    t.query,
+			header:      header,
 			body:        body,
 			payloadHash: hex.EncodeToString(sum[:]),
+			idle: time.AfterFunc(p.cfg.StreamIdleTimeout, func() {
+				st.idleFired.Store(true)
+				cancel()
+			}),
 		}
-		p.rp.ServeHTTP(w, r)
+		// Until the response starts, ResponseHeaderTimeout applies instead.
+		st.out.idle.Stop()
+		defer st.out.idle.Stop()
+		p.rp.ServeHTTP(w, r.WithContext(ctx))
 	}
+}
+
+// outboundHeader builds the upstream header set from the allow-list.
+func outboundHeader(in http.Header, userAgent string) http.Header {
+	h := make(http.Header, 8)
+	for name, vals := range in {
+		if c := http.CanonicalHeaderKey(name); allowedHeader(c) {
+			h[c] = append([]string(nil), vals...)
+		}
+	}
+	h.Set("User-Agent", userAgent)
+	return h
 }
 
 // credentialError maps a session-cache failure to the client's answer. The
@@ -345,24 +427,23 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	u := *p.cfg.Endpoint
 	u.RawPath = o.rawPath
 	u.Path, _ = url.PathUnescape(o.rawPath) // escaped by escapeLabel: cannot fail
-	u.RawQuery = ""
+	u.RawQuery = o.rawQuery
 	u.Fragment = ""
 	pr.Out.URL = &u
 	pr.Out.Host = ""
+	pr.Out.Method = o.method
+	pr.Out.Header = o.header.Clone()
 
-	h := make(http.Header, 8)
-	for name, vals := range pr.In.Header {
-		if allowedHeader(http.CanonicalHeaderKey(name)) {
-			h[http.CanonicalHeaderKey(name)] = append([]string(nil), vals...)
-		}
+	pr.Out.TransferEncoding = nil
+	if o.body == nil {
+		pr.Out.Body = http.NoBody
+		pr.Out.ContentLength = 0
+		pr.Out.GetBody = nil
+		return
 	}
-	h.Set("User-Agent", p.cfg.UserAgent)
-	pr.Out.Header = h
-
 	pr.Out.Body = io.NopCloser(bytes.NewReader(o.body))
 	pr.Out.ContentLength = int64(len(o.body))
 	pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(o.body)), nil }
-	pr.Out.TransferEncoding = nil
 }
 
 // upstreamError answers when the upstream exchange failed before a response
@@ -397,40 +478,6 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, e *Error) {
 	writeError(w, id, e)
 }
 
-func (p *Proxy) accessLog(rec *recorder, r *http.Request, st *reqState) {
-	attrs := []slog.Attr{
-		slog.String("request_id", st.id),
-		slog.String("method", r.Method),
-		slog.Int("status", rec.statusCode()),
-		slog.Duration("duration", p.cfg.Now().Sub(st.start)),
-		slog.Int64("bytes_out", rec.bytes),
-	}
-	if st.op != "" {
-		attrs = append(attrs, slog.String("operation", st.op), slog.String("model", st.modelID))
-	}
-	if st.identity != nil {
-		attrs = append(attrs, slog.String("user", st.identity.User), slog.String("key_id", st.identity.KeyID),
-			slog.String("team", st.identity.Team), slog.String("tenant", st.identity.Tenant))
-	}
-	if st.spec != nil {
-		attrs = append(attrs, slog.String("session_name", st.spec.SessionName))
-	}
-	level := slog.LevelInfo
-	if rec.err != nil {
-		attrs = append(attrs, slog.String("error_type", rec.err.Type))
-		if rec.err.Err != nil {
-			attrs = append(attrs, slog.String("error", rec.err.Err.Error()))
-		}
-		if rec.err.Status >= 500 {
-			level = slog.LevelWarn
-		}
-	}
-	if upstream := rec.Header().Get("X-Amzn-RequestId"); upstream != "" && upstream != st.id {
-		attrs = append(attrs, slog.String("upstream_request_id", upstream))
-	}
-	p.log.LogAttrs(r.Context(), level, "request", attrs...)
-}
-
 func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -442,9 +489,11 @@ func newRequestID() string {
 // through it and streaming would silently stop.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
-	err    *Error
+	now       func() time.Time
+	status    int
+	bytes     int64
+	firstByte time.Time
+	err       *Error
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -457,6 +506,9 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+	}
+	if r.firstByte.IsZero() && len(b) > 0 {
+		r.firstByte = r.now()
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)

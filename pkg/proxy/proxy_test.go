@@ -324,7 +324,7 @@ func TestRefusalsReachNoOne(t *testing.T) {
 		{"no key", "/model/m/converse", "{}", http.Header{}, 401, "AccessDeniedException"},
 		{"bad key", "/model/m/converse", "{}", http.Header{"Authorization": {"Bearer nope"}}, 401, "AccessDeniedException"},
 		{"unknown op", "/model/m/explode", "{}", authed(), 404, "UnknownOperationException"},
-		{"inference profiles probe", "/inference-profiles", "", authed(), 404, "UnknownOperationException"},
+		{"inference profiles probe", "/inference-profiles", "", authed(), 404, "ResourceNotFoundException"},
 		{"bad model", "/model/a%20b/converse", "{}", authed(), 400, "ValidationException"},
 		{"too big", "/model/m/converse", strings.Repeat("x", 65), authed(), 413, "ValidationException"},
 		{"gzip body", "/model/m/converse", "{}", authed("Content-Encoding", "gzip"), 400, "ValidationException"},

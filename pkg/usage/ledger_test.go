@@ -1,0 +1,586 @@
+package usage
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var t0 = time.Date(2025, 11, 25, 19, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return t0 }
+
+// sample is a fully populated record; the ledger must write every JSON
+// field of it.
+func sample(id string) Record {
+	return Record{
+		Time:              t0.Add(-time.Second),
+		RequestID:         id,
+		UpstreamRequestID: "up-" + id,
+		User:              "alice@acme.org",
+		Team:              "ml",
+		Tenant:            "acme",
+		CostCenter:        "cc-42",
+		AuthMethod:        "api-key",
+		SessionName:       "alice@acme.org",
+		RoleARN:           "arn:aws:iam::111122223333:role/gateway-user",
+		Operation:         "Converse",
+		Model:             "anthropic.claude-3-haiku-20240307-v1:0",
+		Status:            200,
+		Tokens:            Tokens{Input: 12, Output: 34, CacheRead: 5, CacheWrite: 6},
+		Latency:           1234567891 * time.Nanosecond,
+		TimeToFirstByte:   250 * time.Millisecond,
+	}
+}
+
+// readLines returns the lines of path, failing the test if the file does
+// not end in a newline (a line split across files) or a line is not a JSON
+// Record.
+func readLines(t *testing.T, path string) []Record {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseLines(t, path, b)
+}
+
+func parseLines(t *testing.T, name string, b []byte) []Record {
+	t.Helper()
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		t.Fatalf("%s does not end in a newline: a record was split", name)
+	}
+	var recs []Record
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r Record
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("%s: line %q is not a record: %v", name, sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func newTestLedger(t *testing.T, cfg LedgerConfig) *Ledger {
+	t.Helper()
+	if cfg.Now == nil {
+		cfg.Now = fixedNow
+	}
+	l, err := NewLedger(cfg)
+	if err != nil {
+		t.Fatalf("NewLedger(%+v) = %v", cfg, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestLedgerWritesOneLinePerRecord(t *testing.T) {
+	local := time.FixedZone("CET", 3600)
+	tests := []struct {
+		name string
+		in   Record
+		want Record // as read back
+		line string // substring the raw line must hold
+	}{
+		{
+			name: "full record",
+			in:   sample("r1"),
+			want: func() Record {
+				r := sample("r1")
+				r.Latency, r.TimeToFirstByte = 0, 0 // not serialized
+				r.LatencyMS, r.TTFBMS = 1234.568, 250
+				return r
+			}(),
+			line: `"input_tokens":12,"output_tokens":34,"cache_read_input_tokens":5,"cache_write_input_tokens":6,`,
+		},
+		{
+			name: "zero time stamped with Now, local time in UTC",
+			in:   Record{RequestID: "r2", Operation: "InvokeModel", Status: 403},
+			want: Record{Time: t0, RequestID: "r2", Operation: "InvokeModel", Status: 403},
+			line: `"time":"2025-11-25T19:00:00Z"`,
+		},
+		{
+			name: "local time written as UTC",
+			in:   Record{Time: t0.In(local), RequestID: "r3", Status: 200},
+			want: Record{Time: t0, RequestID: "r3", Status: 200},
+			line: `"time":"2025-11-25T19:00:00Z"`,
+		},
+		{
+			name: "no first byte: ttfb omitted, caller's LatencyMS kept",
+			in:   Record{Time: t0, RequestID: "r4", Status: 499, ClientGone: true, LatencyMS: 7.5},
+			want: Record{Time: t0, RequestID: "r4", Status: 499, ClientGone: true, LatencyMS: 7.5},
+			line: `"latency_ms":7.5,"client_gone":true}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: &buf})
+			l.Record(tt.in)
+			raw := buf.String()
+			if strings.Count(raw, "\n") != 1 || !strings.HasSuffix(raw, "\n") {
+				t.Fatalf("Record wrote %q, want exactly one line", raw)
+			}
+			if !strings.Contains(raw, tt.line) {
+				t.Errorf("Record wrote %q, want it to contain %q", raw, tt.line)
+			}
+			if got, want := strings.Contains(raw, `"ttfb_ms"`), tt.want.TTFBMS != 0; got != want {
+				t.Errorf("Record wrote %q; ttfb_ms present = %v, want %v", raw, got, want)
+			}
+			got := parseLines(t, "stdout", buf.Bytes())
+			if diff := cmp.Diff([]Record{tt.want}, got); diff != "" {
+				t.Errorf("ledger line mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLedgerFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "usage.jsonl")
+	l := newTestLedger(t, LedgerConfig{Path: path})
+	for i := range 3 {
+		l.Record(sample(strconv.Itoa(i)))
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("ledger file mode = %v, want %v", got, os.FileMode(0o600))
+	}
+	// Write-through: the lines are in the file before Close.
+	if got := len(readLines(t, path)); got != 3 {
+		t.Errorf("lines before Close = %d, want 3", got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+
+	// A second ledger appends rather than truncates.
+	l2 := newTestLedger(t, LedgerConfig{Path: path})
+	l2.Record(sample("3"))
+	if err := l2.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	var ids []string
+	for _, r := range readLines(t, path) {
+		ids = append(ids, r.RequestID)
+	}
+	if diff := cmp.Diff([]string{"0", "1", "2", "3"}, ids); diff != "" {
+		t.Errorf("request IDs in file (-want +got):\n%s", diff)
+	}
+}
+
+func TestLedgerClose(t *testing.T) {
+	t.Run("file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "usage.jsonl")
+		l := newTestLedger(t, LedgerConfig{Path: path})
+		for i := range 100 {
+			l.Record(sample(strconv.Itoa(i)))
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+		if got := len(readLines(t, path)); got != 100 {
+			t.Errorf("lines after Close = %d, want 100", got)
+		}
+		l.Record(sample("late"))
+		l.Record(sample("later"))
+		if got := l.Dropped(); got != 2 {
+			t.Errorf("Dropped() after two records past Close = %d, want 2", got)
+		}
+		if got := len(readLines(t, path)); got != 100 {
+			t.Errorf("lines after Record past Close = %d, want 100", got)
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("second Close() = %v, want nil", err)
+		}
+		if err := l.Reopen(); err != nil {
+			t.Errorf("Reopen() after Close = %v, want nil", err)
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("file after Reopen past Close: %v", err)
+		}
+		if got := l.WriteErrors(); got != 0 {
+			t.Errorf("WriteErrors() = %d, want 0", got)
+		}
+	})
+	t.Run("stdout", func(t *testing.T) {
+		var buf bytes.Buffer
+		l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: &buf})
+		l.Record(sample("a"))
+		if err := l.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+		l.Record(sample("b"))
+		if got := len(parseLines(t, "stdout", buf.Bytes())); got != 1 {
+			t.Errorf("lines on stdout = %d, want 1", got)
+		}
+		if got := l.Dropped(); got != 1 {
+			t.Errorf("Dropped() = %d, want 1", got)
+		}
+	})
+	t.Run("no ledger", func(t *testing.T) {
+		l := newTestLedger(t, LedgerConfig{Path: ""})
+		l.Record(sample("a"))
+		if err := l.Reopen(); err != nil {
+			t.Errorf("Reopen() = %v, want nil", err)
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("Close() = %v, want nil", err)
+		}
+		if got, got2 := l.WriteErrors(), l.Dropped(); got != 0 || got2 != 0 {
+			t.Errorf("WriteErrors(), Dropped() = %d, %d, want 0, 0", got, got2)
+		}
+	})
+}
+
+func TestLedgerStdoutDefault(t *testing.T) {
+	l, err := NewLedger(LedgerConfig{Path: "-"})
+	if err != nil {
+		t.Fatalf("NewLedger(-) = %v", err)
+	}
+	if l.w != os.Stdout {
+		t.Errorf("NewLedger(-) writes to %v, want os.Stdout", l.w)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close() = %v", err)
+	}
+	if _, err := os.Stdout.Stat(); err != nil {
+		t.Errorf("os.Stdout after Close: %v (closed?)", err)
+	}
+}
+
+func TestNewLedgerErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		path string
+	}{
+		{"missing directory", filepath.Join(dir, "no", "such", "dir", "usage.jsonl")},
+		{"path is a directory", dir},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := NewLedger(LedgerConfig{Path: tt.path})
+			if err == nil {
+				l.Close()
+				t.Fatalf("NewLedger(%q) = nil error, want one", tt.path)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "no")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("NewLedger created directories: Stat = %v, want not exist", err)
+	}
+}
+
+// ledgerFiles returns the records of path.N ... path.1, path, oldest first,
+// checking every line and that no backup beyond maxBackups exists.
+func ledgerFiles(t *testing.T, path string, maxBackups, maxBytes int) (recs []Record, files int) {
+	t.Helper()
+	if _, err := os.Stat(fmt.Sprintf("%s.%d", path, maxBackups+1)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("backup %d exists (Stat = %v), want at most %d backups", maxBackups+1, err, maxBackups)
+	}
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) > maxBackups+1 {
+		t.Errorf("directory holds %d files, want at most %d", len(entries), maxBackups+1)
+	}
+	for i := maxBackups; i >= 0; i-- {
+		p := path
+		if i > 0 {
+			p = fmt.Sprintf("%s.%d", path, i)
+		}
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files++
+		lines := parseLines(t, p, b)
+		if maxBytes > 0 && len(b) > maxBytes && len(lines) > 1 {
+			t.Errorf("%s holds %d bytes in %d lines, want at most %d bytes", p, len(b), len(lines), maxBytes)
+		}
+		recs = append(recs, lines...)
+	}
+	return recs, files
+}
+
+func TestLedgerRotation(t *testing.T) {
+	lineLen := func() int { // every line is as long: the IDs are two digits
+		var buf bytes.Buffer
+		l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: &buf})
+		l.Record(sample("00"))
+		return buf.Len()
+	}()
+	tests := []struct {
+		name       string
+		maxBytes   int64
+		maxBackups int
+		records    int
+		wantFiles  int
+		wantKept   int // newest records that survive
+	}{
+		{"three lines a file, three backups", int64(3*lineLen + lineLen/2), 3, 40, 4, 10},
+		{"exact fit", int64(2 * lineLen), 2, 10, 3, 6},
+		{"record larger than MaxBytes sits alone", 10, 3, 10, 4, 4},
+		{"no backups", int64(3 * lineLen), -1, 10, 1, 1},
+		{"all kept", int64(4 * lineLen), 100, 40, 10, 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "usage.jsonl")
+			l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: tt.maxBytes, MaxBackups: tt.maxBackups})
+			for i := range tt.records {
+				l.Record(sample(fmt.Sprintf("%02d", i)))
+			}
+			if err := l.Close(); err != nil {
+				t.Fatalf("Close() = %v", err)
+			}
+			backups := max(tt.maxBackups, 0)
+			recs, files := ledgerFiles(t, path, backups, int(tt.maxBytes))
+			if files != tt.wantFiles {
+				t.Errorf("files = %d, want %d", files, tt.wantFiles)
+			}
+			var got, want []string
+			for _, r := range recs {
+				got = append(got, r.RequestID)
+			}
+			for i := tt.records - tt.wantKept; i < tt.records; i++ {
+				want = append(want, fmt.Sprintf("%02d", i))
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("records kept, oldest first (-want +got):\n%s", diff)
+			}
+			if got := l.WriteErrors(); got != 0 {
+				t.Errorf("WriteErrors() = %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestLedgerRotatesExistingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "usage.jsonl")
+	old := strings.Repeat(`{"request_id":"old"}`+"\n", 10)
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: int64(len(old)) + 10})
+	l.Record(sample("new"))
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if b, err := os.ReadFile(path + ".1"); err != nil || string(b) != old {
+		t.Errorf("%s.1 = %q, %v, want the old content", path, b, err)
+	}
+	if recs := readLines(t, path); len(recs) != 1 || recs[0].RequestID != "new" {
+		t.Errorf("%s = %+v, want only record new", path, recs)
+	}
+}
+
+// TestLedgerConcurrent writes 10,000 records from 50 goroutines while the
+// file rotates every few dozen lines; every record must come out whole,
+// once.
+func TestLedgerConcurrent(t *testing.T) {
+	const goroutines, perG = 50, 200
+	path := filepath.Join(t.TempDir(), "usage.jsonl")
+	l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: 64 << 10, MaxBackups: 1000})
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range perG {
+				l.Record(sample(fmt.Sprintf("%d-%d", g, i)))
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	recs, files := ledgerFiles(t, path, 1000, 64<<10)
+	if files < 2 {
+		t.Errorf("files = %d, want rotation to have happened", files)
+	}
+	seen := make(map[string]int, goroutines*perG)
+	for _, r := range recs {
+		seen[r.RequestID]++
+	}
+	if len(recs) != goroutines*perG || len(seen) != goroutines*perG {
+		t.Errorf("lines = %d with %d distinct IDs, want %d of each", len(recs), len(seen), goroutines*perG)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("record %s written %d times, want 1", id, n)
+		}
+	}
+	if got := l.WriteErrors() + l.Dropped(); got != 0 {
+		t.Errorf("WriteErrors()+Dropped() = %d, want 0", got)
+	}
+}
+
+func TestLedgerReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "usage.jsonl")
+	l := newTestLedger(t, LedgerConfig{Path: path})
+	l.Record(sample("before-1"))
+	l.Record(sample("before-2"))
+	// logrotate: rename, then signal.
+	if err := os.Rename(path, path+".rotated"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatalf("Reopen() = %v", err)
+	}
+	l.Record(sample("after"))
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	ids := func(p string) (s []string) {
+		for _, r := range readLines(t, p) {
+			s = append(s, r.RequestID)
+		}
+		return s
+	}
+	if diff := cmp.Diff([]string{"before-1", "before-2"}, ids(path+".rotated")); diff != "" {
+		t.Errorf("rotated file (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"after"}, ids(path)); diff != "" {
+		t.Errorf("new file (-want +got):\n%s", diff)
+	}
+}
+
+// TestLedgerRecovers checks that a ledger whose file cannot be reopened
+// counts the lost records, keeps going, and writes again once the file can
+// be opened.
+func TestLedgerRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ledger")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "usage.jsonl")
+	l := newTestLedger(t, LedgerConfig{Path: path})
+	l.Record(sample("kept"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err == nil {
+		t.Fatalf("Reopen() with the directory gone = nil, want an error")
+	}
+	l.Record(sample("lost-1"))
+	l.Record(sample("lost-2"))
+	if got := l.WriteErrors(); got != 2 {
+		t.Errorf("WriteErrors() = %d, want 2", got)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(sample("back"))
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if recs := readLines(t, path); len(recs) != 1 || recs[0].RequestID != "back" {
+		t.Errorf("%s = %+v, want only record back", path, recs)
+	}
+	if got := l.WriteErrors(); got != 2 {
+		t.Errorf("WriteErrors() = %d, want 2", got)
+	}
+}
+
+// flakyWriter fails its first write after writing half of it.
+type flakyWriter struct {
+	bytes.Buffer
+	failed bool
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	if !w.failed {
+		w.failed = true
+		n, _ := w.Buffer.Write(p[:len(p)/2])
+		return n, errDiskFull
+	}
+	return w.Buffer.Write(p)
+}
+
+type failWriter struct{}
+
+func (failWriter) Write(p []byte) (int, error) { return 0, errDiskFull }
+
+func TestLedgerWriteErrors(t *testing.T) {
+	t.Run("failing writer", func(t *testing.T) {
+		l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: failWriter{}})
+		for i := range 5 {
+			l.Record(sample(strconv.Itoa(i)))
+		}
+		if got := l.WriteErrors(); got != 5 {
+			t.Errorf("WriteErrors() = %d, want 5", got)
+		}
+	})
+	t.Run("partial write ends its line", func(t *testing.T) {
+		w := &flakyWriter{}
+		l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: w})
+		l.Record(sample("torn"))
+		l.Record(sample("whole"))
+		lines := strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("output = %q, want 2 lines", w.String())
+		}
+		if json.Valid([]byte(lines[0])) {
+			t.Errorf("torn line %q is valid JSON, want the fragment", lines[0])
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(lines[1]), &r); err != nil || r.RequestID != "whole" {
+			t.Errorf("line after a torn write = %q (%v), want record whole", lines[1], err)
+		}
+		if got := l.WriteErrors(); got != 1 {
+			t.Errorf("WriteErrors() = %d, want 1", got)
+		}
+	})
+	t.Run("unencodable time", func(t *testing.T) {
+		var buf bytes.Buffer
+		l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: &buf})
+		l.Record(Record{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if got := l.WriteErrors(); got != 1 || buf.Len() != 0 {
+			t.Errorf("WriteErrors() = %d with output %q, want 1 and nothing", got, buf.String())
+		}
+	})
+}
+
+type recordCollector struct{ got []Record }
+
+func (c *recordCollector) Record(r Record) { c.got = append(c.got, r) }
+
+func TestRecorders(t *testing.T) {
+	a, b := &recordCollector{}, &recordCollector{}
+	rs := Recorders{a, b}
+	rs.Record(sample("x"))
+	want := []Record{sample("x")}
+	for i, c := range []*recordCollector{a, b} {
+		if diff := cmp.Diff(want, c.got); diff != "" {
+			t.Errorf("recorder %d got (-want +got):\n%s", i, diff)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package usage
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Operations are the Bedrock Runtime operations that get their own value of
+// the operation label (names as in the bedrock-runtime service model). Any
+// other operation, and the empty one, is reported as "other".
+var Operations = []string{
+	"Converse",
+	"ConverseStream",
+	"InvokeModel",
+	"InvokeModelWithResponseStream",
+	"CountTokens",
+	"ApplyGuardrail",
+	"StartAsyncInvoke",
+	"GetAsyncInvoke",
+	"ListAsyncInvokes",
+	"InvokeModelWithBidirectionalStream",
+}
+
+// Label values that stand in for values outside a configured set.
+const (
+	labelOther = "other" // a value not in the allowed set
+	labelNone  = "none"  // an empty value (unauthenticated, no model)
+)
+
+// operationSet is built from its own copy so that a caller changing
+// Operations cannot widen the label set.
+var operationSet = newLabelSet(append([]string(nil), Operations...))
+
+// durationBuckets suit LLM calls: tens of milliseconds for a refusal or a
+// cached CountTokens, up to minutes for long generations. Slower calls land
+// in +Inf.
+var durationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}
+
+// MetricsConfig configures Metrics.
+type MetricsConfig struct {
+	// Registerer receives the metrics. Nil means they are kept but not
+	// exported.
+	Registerer prometheus.Registerer
+	// Teams, Tenants and Models are the label values reported as they are;
+	// any other value is reported as "other" and an empty one as "none", so
+	// the number of series stays bounded whatever callers send. "other",
+	// "none" and "" may not be listed.
+	Teams, Tenants, Models []string
+}
+
+// Metrics turns Records into Prometheus counters and histograms of
+// requests, tokens, latency and client disconnects. No label carries a user,
+// session name, request ID or any value outside the configured sets.
+type Metrics struct {
+	requests    *prometheus.CounterVec   // operation, model, team, tenant, code
+	tokens      *prometheus.CounterVec   // operation, model, team, tenant, type
+	duration    *prometheus.HistogramVec // operation
+	ttfb        *prometheus.HistogramVec // operation
+	disconnects *prometheus.CounterVec   // operation
+
+	teams, tenants, models labelSet
+}
+
+// NewMetrics builds the usage metrics and registers them on
+// cfg.Registerer. It fails on a reserved value in an allowed set or when
+// registration fails (in which case nothing stays registered).
+func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
+	for _, s := range []struct {
+		name   string
+		values []string
+	}{{"teams", cfg.Teams}, {"tenants", cfg.Tenants}, {"models", cfg.Models}} {
+		for _, v := range s.values {
+			if v == "" || v == labelOther || v == labelNone {
+				return nil, fmt.Errorf("usage metrics: %s: %q is reserved", s.name, v)
+			}
+		}
+	}
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_requests_total",
+			Help: "Requests handled by the gateway, by operation, model, team, tenant and HTTP status class.",
+		}, []string{"operation", "model", "team", "tenant", "code"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_tokens_total",
+			Help: "Tokens Bedrock reported, by operation, model, team, tenant and type (input, output, cache_read, cache_write).",
+		}, []string{"operation", "model", "team", "tenant", "type"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bedrock_gateway_request_duration_seconds",
+			Help:    "Time from request arrival to the end of the answer, by operation.",
+			Buckets: durationBuckets,
+		}, []string{"operation"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bedrock_gateway_time_to_first_byte_seconds",
+			Help:    "Time from request arrival to the first byte of the answer sent to the client, by operation.",
+			Buckets: durationBuckets,
+		}, []string{"operation"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_client_disconnects_total",
+			Help: "Requests whose client went away before the answer was complete, by operation.",
+		}, []string{"operation"}),
+		teams:   newLabelSet(cfg.Teams),
+		tenants: newLabelSet(cfg.Tenants),
+		models:  newLabelSet(cfg.Models),
+	}
+	for _, op := range Operations {
+		m.disconnects.WithLabelValues(op) // export from zero
+	}
+	m.disconnects.WithLabelValues(labelOther)
+	if cfg.Registerer != nil {
+		if err := m.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// register registers every metric on r, or none.
+func (m *Metrics) register(r prometheus.Registerer) error {
+	cs := []prometheus.Collector{m.requests, m.tokens, m.duration, m.ttfb, m.disconnects}
+	for i, c := range cs {
+		if err := r.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				r.Unregister(done)
+			}
+			return fmt.Errorf("register usage metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Record counts r: one request, its non-zero token counts, its latency and
+// time to first byte when known, and a disconnect if the client went away.
+func (m *Metrics) Record(r Record) {
+	op := operationLabel(r.Operation)
+	model, team, tenant := m.models.value(r.Model), m.teams.value(r.Team), m.tenants.value(r.Tenant)
+
+	m.requests.WithLabelValues(op, model, team, tenant, statusClass(r.Status)).Inc()
+	for _, t := range []struct {
+		typ string
+		n   int64
+	}{
+		{"input", r.Input},
+		{"output", r.Output},
+		{"cache_read", r.CacheRead},
+		{"cache_write", r.CacheWrite},
+	} {
+		if t.n > 0 { // a negative Add would panic; Bedrock never reports one
+			m.tokens.WithLabelValues(op, model, team, tenant, t.typ).Add(float64(t.n))
+		}
+	}
+	if r.Latency > 0 {
+		m.duration.WithLabelValues(op).Observe(r.Latency.Seconds())
+	} else if r.LatencyMS > 0 {
+		m.duration.WithLabelValues(op).Observe(r.LatencyMS / 1000)
+	}
+	if r.TimeToFirstByte > 0 {
+		m.ttfb.WithLabelValues(op).Observe(r.TimeToFirstByte.Seconds())
+	} else if r.TTFBMS > 0 {
+		m.ttfb.WithLabelValues(op).Observe(r.TTFBMS / 1000)
+	}
+	if r.ClientGone {
+		m.disconnects.WithLabelValues(op).Inc()
+	}
+}
+
+// operationLabel is op if it is one of Operations, "other" otherwise
+// (including the empty operation of a request no route matched).
+func operationLabel(op string) string {
+	if _, ok := operationSet[op]; ok {
+		return op
+	}
+	return labelOther
+}
+
+// statusClass is the code label: "2xx" to "5xx" for a final HTTP status
+// (499, the client-gone status, is "4xx"), "other" for anything else,
+// including 0 (no status recorded).
+func statusClass(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return "2xx"
+	case status >= 300 && status < 400:
+		return "3xx"
+	case status >= 400 && status < 500:
+		return "4xx"
+	case status >= 500 && status < 600:
+		return "5xx"
+	}
+	return labelOther
+}
+
+// labelSet is the allowed values of one label.
+type labelSet map[string]struct{}
+
+func newLabelSet(values []string) labelSet {
+	s := make(labelSet, len(values))
+	for _, v := range values {
+		s[v] = struct{}{}
+	}
+	return s
+}
+
+// value is v if allowed, "none" if empty, "other" otherwise.
+func (s labelSet) value(v string) string {
+	if v == "" {
+		return labelNone
+	}
+	if _, ok := s[v]; ok {
+		return v
+	}
+	return labelOther
+}

@@ -1,0 +1,54 @@
+// Package usage meters what each request through the gateway consumed and
+// writes it down: one Record per request, to an append-only JSON Lines
+// ledger and to Prometheus counters, so operators see spend per user, team
+// and tenant now rather than when the CUR arrives a day or two later.
+package usage
+
+import "time"
+
+// Tokens are the token counts Bedrock reported for one request.
+type Tokens struct {
+	Input      int64 `json:"input_tokens"`
+	Output     int64 `json:"output_tokens"`
+	CacheRead  int64 `json:"cache_read_input_tokens"`
+	CacheWrite int64 `json:"cache_write_input_tokens"`
+}
+
+// Add returns t plus u.
+func (t Tokens) Add(u Tokens) Tokens {
+	return Tokens{t.Input + u.Input, t.Output + u.Output, t.CacheRead + u.CacheRead, t.CacheWrite + u.CacheWrite}
+}
+
+// Record is what one request through the gateway consumed. Every request
+// that reaches the proxy's routes produces exactly one, refused or not.
+type Record struct {
+	Time              time.Time `json:"time"` // when the request arrived
+	RequestID         string    `json:"request_id"`
+	UpstreamRequestID string    `json:"upstream_request_id,omitempty"`
+
+	User       string `json:"user,omitempty"`
+	Team       string `json:"team,omitempty"`
+	Tenant     string `json:"tenant,omitempty"`
+	CostCenter string `json:"cost_center,omitempty"`
+	// AuthMethod is how the caller was identified ("api-key", ...).
+	AuthMethod  string `json:"auth_method,omitempty"`
+	SessionName string `json:"session_name,omitempty"`
+	RoleARN     string `json:"role_arn,omitempty"`
+
+	Operation string `json:"operation"`
+	Model     string `json:"model,omitempty"`
+	Status    int    `json:"status"`
+	// ErrorType is the Bedrock exception name of an error answer, or of an
+	// exception frame that ended a stream after HTTP 200.
+	ErrorType string `json:"error_type,omitempty"`
+
+	Tokens
+
+	Latency         time.Duration `json:"-"`
+	TimeToFirstByte time.Duration `json:"-"`
+	LatencyMS       float64       `json:"latency_ms"`
+	TTFBMS          float64       `json:"ttfb_ms,omitempty"`
+	// ClientGone is true when the client went away before the answer was
+	// complete.
+	ClientGone bool `json:"client_gone,omitempty"`
+}
