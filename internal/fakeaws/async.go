@@ -416,13 +416,16 @@ func parseListQuery(raw string, account string) (listQuery, *bedrockError) {
 			return listQuery{}, validationError("1 validation error detected: Value '%s' at 'sortOrder' failed to satisfy constraint: Member must satisfy enum value set: [Ascending, Descending]", clip(v))
 		}
 	}
-	for name, dst := range map[string]*time.Time{"submitTimeAfter": &q.after, "submitTimeBefore": &q.before} {
-		if v, ok := has(name); ok {
+	for _, b := range []struct {
+		name string
+		dst  *time.Time
+	}{{"submitTimeAfter", &q.after}, {"submitTimeBefore", &q.before}} {
+		if v, ok := has(b.name); ok {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return listQuery{}, validationError("1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must be an ISO 8601 date-time", clip(v), name)
+				return listQuery{}, validationError("1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must be an ISO 8601 date-time", clip(v), b.name)
 			}
-			*dst = t
+			*b.dst = t
 		}
 	}
 	if v, ok := has("nextToken"); ok {

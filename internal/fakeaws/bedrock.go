@@ -299,7 +299,7 @@ func (s *Server) serveBedrock(w http.ResponseWriter, r *http.Request) {
 			SessionName:  cred.sessionName,
 			Tags:         maps.Clone(cred.tags),
 			RequestID:    reqID,
-			RequestURI:   requestURI,
+			RequestURI:   redactRequestURI(requestURI),
 			Headers:      redactHeaders(r.Header),
 			Body:         body,
 		},

@@ -3,6 +3,7 @@ package fakeaws
 import (
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -78,7 +79,8 @@ type Invocation struct {
 	StreamError string
 	RequestID   string
 	// RequestURI is the request target as it arrived: escaped path and
-	// raw query.
+	// raw query, with any X-Amz-Signature or X-Amz-Security-Token query
+	// value redacted.
 	RequestURI string
 	// Headers are the request headers as they arrived, with the
 	// Authorization signature and X-Amz-Security-Token redacted.
@@ -287,6 +289,24 @@ func redactHeaders(h http.Header) http.Header {
 		out["X-Amz-Security-Token"] = []string{redacted}
 	}
 	return out
+}
+
+// redactRequestURI returns requestURI with the values of SigV4 query
+// parameters that carry secrets (a presigned URL's signature and session
+// token) replaced. Other request URIs are returned unchanged.
+func redactRequestURI(requestURI string) string {
+	path, rawQuery, ok := strings.Cut(requestURI, "?")
+	if !ok {
+		return requestURI
+	}
+	parts := strings.Split(rawQuery, "&")
+	for i, p := range parts {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := url.QueryUnescape(name); err == nil && (strings.EqualFold(n, "X-Amz-Signature") || strings.EqualFold(n, "X-Amz-Security-Token")) {
+			parts[i] = name + "=" + redacted
+		}
+	}
+	return path + "?" + strings.Join(parts, "&")
 }
 
 // redactAuthorization keeps the non-secret parts of a SigV4 Authorization

@@ -174,3 +174,18 @@ func TestBedrockRoutesWire(t *testing.T) {
 		t.Errorf("ListAsyncInvokes(maxResults=0&maxResults=5) = %d %s, want 400", resp.StatusCode, body)
 	}
 }
+
+func TestRedactRequestURI(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/model/m/converse", "/model/m/converse"},
+		{"/async-invoke?maxResults=2&nextToken=abc", "/async-invoke?maxResults=2&nextToken=abc"},
+		{"/async-invoke?X-Amz-Signature=deadbeef&maxResults=2", "/async-invoke?X-Amz-Signature=REDACTED&maxResults=2"},
+		{"/x?x-amz-security-token=tok%2Fen&X-Amz-Credential=AKID%2F20250101", "/x?x-amz-security-token=REDACTED&X-Amz-Credential=AKID%2F20250101"},
+		{"/x?X%2DAmz%2DSignature=s", "/x?X%2DAmz%2DSignature=REDACTED"},
+	}
+	for _, tt := range tests {
+		if got := redactRequestURI(tt.in); got != tt.want {
+			t.Errorf("redactRequestURI(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

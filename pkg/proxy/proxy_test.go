@@ -459,9 +459,15 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 	h := newHarness(t, fakeaws.Options{}, nil)
 	h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, authed())
 	h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, http.Header{"Authorization": {"Bearer wrong-key-123"}})
-	h.logMu.Lock()
-	logs := h.logs.String()
-	h.logMu.Unlock()
+	// The access line is written after the answer, so the client can be
+	// ahead of it.
+	var logs string
+	waitFor(t, func() bool {
+		h.logMu.Lock()
+		defer h.logMu.Unlock()
+		logs = h.logs.String()
+		return strings.Count(logs, `"msg":"request"`) == 2
+	})
 	for _, secret := range []string{testKey, "wrong-key-123", h.creds.creds.SecretAccessKey, "Signature="} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("log contains %q:\n%s", secret, logs)
