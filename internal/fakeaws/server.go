@@ -90,8 +90,9 @@ type Options struct {
 	// Region is the only region accepted in SigV4 credential scopes and the
 	// source of the billing usage-type prefix. Default "us-east-1".
 	Region string
-	// Now is the clock used to issue expirations, check expiry and check
-	// X-Amz-Date skew. Default time.Now. Tests that need to expire
+	// Now is the clock used to issue expirations, check expiry, check
+	// X-Amz-Date skew, age prompt-cache entries and advance async
+	// invocations. Default time.Now. Tests that need to expire
 	// credentials should pass a clock that is time.Now plus an adjustable
 	// offset: the SDK signs with the real clock, and the fake refuses
 	// signatures more than 5 minutes away from Now.
