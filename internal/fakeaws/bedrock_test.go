@@ -358,7 +358,7 @@ func TestBedrockAuthErrors(t *testing.T) {
 	e := newEnv(t, Options{})
 	creds := e.session(t, "alice", nil)
 	wrongSecret := creds
-	wrongSecret.SecretAccessKey = "x" + creds.SecretAccessKey[1:]
+	wrongSecret.SecretAccessKey = otherSecret(creds.SecretAccessKey)
 	unknown := creds
 	unknown.AccessKeyID = "ASIAAAAAAAAAAAAAAAAA"
 	noToken := creds

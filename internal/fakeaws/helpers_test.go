@@ -194,3 +194,13 @@ func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	return resp, b
 }
+
+// otherSecret returns secret with its first character changed, so a
+// signature made with it never verifies. (Replacing the first character
+// with a fixed one leaves 1 secret in 64 unchanged.)
+func otherSecret(secret string) string {
+	if secret[0] == 'x' {
+		return "y" + secret[1:]
+	}
+	return "x" + secret[1:]
+}

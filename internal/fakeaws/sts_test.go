@@ -294,7 +294,7 @@ func TestSTSAuthErrors(t *testing.T) {
 	session := e.session(t, "alice", nil)
 
 	wrongSecret := root
-	wrongSecret.SecretAccessKey = "x" + root.SecretAccessKey[1:]
+	wrongSecret.SecretAccessKey = otherSecret(root.SecretAccessKey)
 	unknown := aws.Credentials{AccessKeyID: "AKIAAAAAAAAAAAAAAAAA", SecretAccessKey: root.SecretAccessKey}
 	noToken := session
 	noToken.SessionToken = ""
