@@ -242,34 +242,43 @@ func TestGetSTSTimeout(t *testing.T) {
 // TestGetExpiry: an entry is served until STS's Expiration minus the margin,
 // then replaced by a new AssumeRole. The lifetime STS grants (40m) differs
 // from the requested duration (1h) to show Expiration is what counts.
+// TestGetExpiry: STS's Expiration (40 minutes here, shorter than the hour
+// asked for) drives renewal: a hit from RefreshBefore ahead of staleness
+// renews in the background while the old credentials keep serving; a
+// session left idle past staleness is not served and costs a new
+// AssumeRole on the request path.
 func TestGetExpiry(t *testing.T) {
-	clock := newFakeClock()
-	f := &fakeSTS{now: clock.Now, lifetime: 40 * time.Minute}
-	c := mustNew(t, Config{STS: f, Now: clock.Now, ExpiryMargin: 5 * time.Minute})
-	spec := testSpec("alice")
-
-	steps := []struct {
-		advance time.Duration
-		wantKey string
-	}{
-		{0, "AKID1"},
-		{35*time.Minute - time.Nanosecond, "AKID1"},
-		{time.Nanosecond, "AKID2"}, // 35m after issue: Expiration - margin
-		{35*time.Minute - time.Nanosecond, "AKID2"},
-		{time.Nanosecond, "AKID3"},
-	}
-	var elapsed time.Duration
-	for _, s := range steps {
-		clock.Advance(s.advance)
-		elapsed += s.advance
-		got, err := c.Get(t.Context(), spec)
-		if err != nil || got.AccessKeyID != s.wantKey {
-			t.Fatalf("Get() at +%v = %q, %v, want %q, nil", elapsed, got.AccessKeyID, err, s.wantKey)
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSTS{lifetime: 40 * time.Minute}
+		c := mustNew(t, Config{STS: f, ExpiryMargin: 5 * time.Minute, RefreshBefore: 10 * time.Minute, Rand: func() float64 { return 0 }})
+		defer c.Close()
+		spec := testSpec("alice")
+		get := func(want string) {
+			t.Helper()
+			got, err := c.Get(t.Context(), spec)
+			if err != nil || got.AccessKeyID != want {
+				t.Fatalf("Get() at %v = %q, %v, want %q", time.Now().Format("15:04:05.000000000"), got.AccessKeyID, err, want)
+			}
+			synctest.Wait()
 		}
-	}
-	if got := f.Calls(); got != 3 {
-		t.Errorf("AssumeRole calls = %d, want 3", got)
-	}
+		calls := func(want int) {
+			t.Helper()
+			if got := f.Calls(); got != want {
+				t.Fatalf("AssumeRole calls = %d, want %d", got, want)
+			}
+		}
+		get("AKID1") // issued now; stale at 35m, refresh due at 25m
+		time.Sleep(25*time.Minute - time.Nanosecond)
+		get("AKID1")
+		calls(1)
+		time.Sleep(time.Nanosecond)
+		get("AKID1") // due: renewed in the background, AKID1 still served
+		calls(2)
+		get("AKID2") // issued at 25m: stale at 60m
+		time.Sleep(35 * time.Minute)
+		get("AKID3") // idle past staleness: not served, renewed on the request path
+		calls(3)
+	})
 }
 
 func TestGetSpecsAreDistinct(t *testing.T) {
