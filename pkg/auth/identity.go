@@ -20,4 +20,21 @@ type Identity struct {
 	// KeyID is the non-secret identifier of the credential that was
 	// presented (an API key's ID). Safe to log.
 	KeyID string
+	// Label is the readable part of the session name (for example an OIDC
+	// user's email); "" means User. It is never used alone to tell callers
+	// apart: pkg/tenancy pairs it with a hash of User.
+	Label string
+	// Issuer and Subject identify an OIDC caller (the "iss" and "sub"
+	// claims, or Entra's tid and oid); empty for other methods.
+	Issuer  string
+	Subject string
+	// Platform is set when a platform key asserted this identity's tenant
+	// (and maybe user) through trusted headers: it names that key's owner.
+	Platform string
 }
+
+// Methods by which an Identity is established.
+const (
+	MethodOIDC          = "oidc"
+	MethodTrustedHeader = "trusted-header"
+)

@@ -37,6 +37,24 @@ type KeyRecord struct {
 	CostCenter string `json:"cost_center"`
 	// CreatedAt is when the key was issued (RFC 3339 in the file).
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt, if set, is when the key stops working.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// RevokedAt, if set, is when the key was revoked; it no longer works.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Platform, if set, makes this a platform key: a SaaS backend that may
+	// assert the tenant (and user) it acts for through trusted headers.
+	Platform *PlatformGrant `json:"platform,omitempty"`
+}
+
+// PlatformGrant says which tenants a platform key may act for. A tenant is
+// allowed if it is in Tenants or matches TenantPattern.
+type PlatformGrant struct {
+	// Tenants lists the tenant IDs the key may assert.
+	Tenants []string `json:"tenants,omitempty"`
+	// TenantPattern is an RE2 pattern matched against the whole tenant ID.
+	TenantPattern string `json:"tenant_pattern,omitempty"`
+	// AllowUser lets the key also assert an end user within the tenant.
+	AllowUser bool `json:"allow_user,omitempty"`
 }
 
 // keyFile is the on-disk layout of a key store.
