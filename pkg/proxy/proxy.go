@@ -95,6 +95,9 @@ type Config struct {
 	DisableMetadataStamp bool
 	// Usage receives one record per request. Optional.
 	Usage Recorder
+	// Policy admits or refuses authenticated requests (model allow-lists,
+	// request and token limits). Optional.
+	Policy Policy
 	// ResponseHeaderTimeout bounds the wait for Bedrock's response
 	// headers (a non-streaming call sends them only when the model is
 	// done). Default 10m. Used only for the default Transport.
@@ -195,6 +198,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.fail(w, r, &Error{Status: http.StatusNotFound, Type: typeNotFound,
 			Msg: "inference profiles are a Bedrock control-plane API; this gateway serves Bedrock Runtime only"})
 	}
+	api.Get("/gateway/whoami", p.whoami)
 	api.HandleFunc("/inference-profiles", inferenceProfiles)
 	api.HandleFunc("/inference-profiles/*", inferenceProfiles)
 	api.NotFound(notFound)
@@ -310,15 +314,16 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 
 		spec, err := p.cfg.Resolver.Resolve(*st.identity)
 		if err != nil {
-			if errors.Is(err, tenancy.ErrInexpressible) {
-				p.fail(w, r, &Error{Status: http.StatusForbidden, Type: typeAccessDenied,
-					Msg: "your identity cannot be expressed as an AWS session (session name or tags): ask the gateway operator", Err: err})
-				return
-			}
-			p.fail(w, r, &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "the gateway could not map your identity to an AWS session", Err: err})
+			p.fail(w, r, resolveError(err))
 			return
 		}
 		st.spec = &spec
+		if p.cfg.Policy != nil {
+			if err := p.cfg.Policy.Admit(*st.identity, rt.op, t.model); err != nil {
+				p.fail(w, r, policyError(err))
+				return
+			}
+		}
 
 		header := outboundHeader(r.Header, p.cfg.UserAgent)
 		if !p.cfg.DisableMetadataStamp {
@@ -364,6 +369,15 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 		defer st.out.idle.Stop()
 		p.rp.ServeHTTP(w, r.WithContext(ctx))
 	}
+}
+
+// resolveError maps a failure to turn an identity into a session.
+func resolveError(err error) *Error {
+	if errors.Is(err, tenancy.ErrInexpressible) {
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied,
+			Msg: "your identity cannot be expressed as an AWS session (session name or tags): ask the gateway operator", Err: err}
+	}
+	return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "the gateway could not map your identity to an AWS session", Err: err}
 }
 
 // outboundHeader builds the upstream header set from the allow-list.

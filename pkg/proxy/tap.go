@@ -188,6 +188,9 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, st *reqState) {
 	if u.ClientGone && u.Status < 400 && rec.status == 0 {
 		u.Status = statusClientClosed
 	}
+	if p.cfg.Policy != nil && st.identity != nil && u.Tokens != (usage.Tokens{}) {
+		p.cfg.Policy.Spent(*st.identity, u.Tokens)
+	}
 	if p.cfg.Usage != nil {
 		p.cfg.Usage.Record(u)
 	}

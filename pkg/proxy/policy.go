@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/usage"
+)
+
+// Policy decides whether an authenticated caller may make a request
+// (model allow-lists, request and token limits) and learns what each
+// request consumed. Optional: without one every caller may call every
+// model without limits.
+type Policy interface {
+	// Admit returns nil, ErrModelNotAllowed, or a *ThrottledError.
+	Admit(id auth.Identity, operation, model string) error
+	// Spent reports the tokens a request used, for token budgets.
+	Spent(id auth.Identity, tokens usage.Tokens)
+	// Describe returns what applies to id (limits, allowed models), for
+	// /gateway/whoami. It must hold no secret.
+	Describe(id auth.Identity) any
+}
+
+// ErrModelNotAllowed: the caller's team or tenant may not use the model.
+var ErrModelNotAllowed = errors.New("model not allowed for this caller")
+
+// ThrottledError: a request or token limit refused the request.
+type ThrottledError struct {
+	// Scope says which limit: "identity" or "tenant".
+	Scope string
+	// RetryAfter is when the limit would admit the request.
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%s limit reached; retry after %v", e.Scope, e.RetryAfter)
+}
+
+// policyError maps a Policy refusal to the client's answer.
+func policyError(err error) *Error {
+	var te *ThrottledError
+	switch {
+	case errors.As(err, &te):
+		return &Error{Status: http.StatusTooManyRequests, Type: typeThrottling,
+			Msg: "rate or token limit reached for your " + te.Scope + "; retry later", RetryAfter: te.RetryAfter, Err: err}
+	case errors.Is(err, ErrModelNotAllowed):
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your team or tenant is not allowed to use this model", Err: err}
+	default:
+		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while checking limits", Err: err}
+	}
+}
+
+// whoami answers GET /gateway/whoami: what the gateway would do for the
+// caller, with no secret in it.
+func (p *Proxy) whoami(w http.ResponseWriter, r *http.Request) {
+	st := stateFrom(r.Context())
+	st.op = "WhoAmI"
+	id := *st.identity
+	type tag struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	}
+	out := struct {
+		Identity struct {
+			User       string `json:"user"`
+			Label      string `json:"label,omitempty"`
+			Team       string `json:"team,omitempty"`
+			Tenant     string `json:"tenant,omitempty"`
+			CostCenter string `json:"cost_center,omitempty"`
+			Method     string `json:"method"`
+			KeyID      string `json:"key_id,omitempty"`
+			Issuer     string `json:"issuer,omitempty"`
+			Subject    string `json:"subject,omitempty"`
+			Platform   string `json:"platform,omitempty"`
+		} `json:"identity"`
+		Session struct {
+			RoleARN         string `json:"role_arn"`
+			SessionName     string `json:"session_name"`
+			Tags            []tag  `json:"tags"`
+			SourceIdentity  string `json:"source_identity,omitempty"`
+			DurationSeconds int64  `json:"duration_seconds"`
+			// PrincipalARN is what CUR 2.0 will show in
+			// line_item_iam_principal.
+			PrincipalARN string `json:"principal_arn"`
+		} `json:"session"`
+		Policy any `json:"policy,omitempty"`
+	}{}
+	out.Identity.User, out.Identity.Label, out.Identity.Team, out.Identity.Tenant = id.User, id.Label, id.Team, id.Tenant
+	out.Identity.CostCenter, out.Identity.Method, out.Identity.KeyID = id.CostCenter, id.Method, id.KeyID
+	out.Identity.Issuer, out.Identity.Subject, out.Identity.Platform = id.Issuer, id.Subject, id.Platform
+
+	spec, err := p.cfg.Resolver.Resolve(id)
+	if err != nil {
+		p.fail(w, r, resolveError(err))
+		return
+	}
+	st.spec = &spec
+	out.Session.RoleARN, out.Session.SessionName = spec.RoleARN, spec.SessionName
+	out.Session.SourceIdentity, out.Session.DurationSeconds = spec.SourceIdentity, int64(spec.Duration/time.Second)
+	out.Session.Tags = []tag{}
+	for _, t := range spec.Tags {
+		out.Session.Tags = append(out.Session.Tags, tag{t.Key, t.Value})
+	}
+	out.Session.PrincipalARN = assumedRoleARN(spec.RoleARN, spec.SessionName)
+	if p.cfg.Policy != nil {
+		out.Policy = p.cfg.Policy.Describe(id)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+// assumedRoleARN is the principal ARN of a session of roleARN:
+// arn:aws:iam::ACCT:role/path/NAME becomes
+// arn:aws:sts::ACCT:assumed-role/NAME/SESSION (the path is dropped).
+func assumedRoleARN(roleARN, session string) string {
+	parts := strings.SplitN(roleARN, ":", 6) // arn:PARTITION:iam::ACCOUNT:role/[path/]NAME
+	if len(parts) != 6 {
+		return ""
+	}
+	name := parts[5][strings.LastIndexByte(parts[5], '/')+1:]
+	return "arn:" + parts[1] + ":sts::" + parts[4] + ":assumed-role/" + name + "/" + session
+}
