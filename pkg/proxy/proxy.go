@@ -267,11 +267,7 @@ func (p *Proxy) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := p.cfg.Authenticator.Authenticate(r)
 		if err != nil {
-			msg := "the gateway API key is missing or not valid"
-			if errors.Is(err, auth.ErrNoCredentials) {
-				msg = "missing gateway API key: send it as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\""
-			}
-			p.fail(w, r, &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied, Msg: msg, Err: err})
+			p.fail(w, r, authError(err))
 			return
 		}
 		stateFrom(r.Context()).identity = &id
@@ -368,6 +364,23 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 		st.out.idle.Stop()
 		defer st.out.idle.Stop()
 		p.rp.ServeHTTP(w, r.WithContext(ctx))
+	}
+}
+
+// authError maps an authentication failure to the client's answer. The
+// cause, which may say why a credential was refused, goes to the log.
+func authError(err error) *Error {
+	switch {
+	case errors.Is(err, auth.ErrBadRequest):
+		return &Error{Status: http.StatusBadRequest, Type: typeValidation,
+			Msg: "the request's credentials or identity headers are malformed or ambiguous: send exactly one credential, and identity headers only with a platform key", Err: err}
+	case errors.Is(err, auth.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your key may not act for this tenant or user", Err: err}
+	case errors.Is(err, auth.ErrNoCredentials):
+		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied,
+			Msg: "missing credentials: send your gateway API key as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\", or an identity-provider token as a bearer token", Err: err}
+	default:
+		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied, Msg: "the credentials are not valid", Err: err}
 	}
 }
 
