@@ -14,6 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
@@ -99,6 +101,66 @@ type SessionConfig struct {
 	// sessions created together do not renew together. Defaults 10m, 5m.
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 	RefreshJitter time.Duration `yaml:"refresh_jitter"`
+
+	// NameTemplate is the readable part of the session name: literal
+	// [A-Za-z0-9_+,.@-] and placeholders {user}, {label}, {tenant},
+	// {team}. Default "{label}" (the user, or an OIDC user's email). A
+	// name that is not exactly the user ID always carries "=" and a hash of
+	// it, so two callers never share a session name.
+	NameTemplate string `yaml:"name_template"`
+	// SourceIdentity sets the STS SourceIdentity (shown in CloudTrail);
+	// needs sts:SetSourceIdentity. Default false.
+	SourceIdentity bool `yaml:"source_identity"`
+	// SourceIdentityFrom is "label" (default) or "user".
+	SourceIdentityFrom string `yaml:"source_identity_from"`
+	// Models is the default model allow-list (glob: * matches anything);
+	// empty allows every model.
+	Models []string `yaml:"models"`
+	// Limits is the default limit per caller identity.
+	Limits LimitsConfig `yaml:"limits"`
+	// TenantLimits is the default limit shared by all callers of a tenant.
+	TenantLimits LimitsConfig `yaml:"tenant_limits"`
+	// Tenants holds per-tenant rules.
+	Tenants map[string]TenantRuleConfig `yaml:"tenants"`
+	// Teams holds per-team rules.
+	Teams map[string]TeamRuleConfig `yaml:"teams"`
+}
+
+// LimitsConfig is a request-rate and token budget. Zero means unlimited.
+type LimitsConfig struct {
+	// RequestsPerSecond is the sustained request rate.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is the most requests at once; default max(1, ceil(rate)).
+	Burst int `yaml:"burst"`
+	// TokensPerMinute is the token budget (input, output and cache).
+	TokensPerMinute int64 `yaml:"tokens_per_minute"`
+}
+
+func (l LimitsConfig) rule() limits.LimitRule {
+	return limits.LimitRule{RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst, TokensPerMinute: l.TokensPerMinute}
+}
+
+// TenantRuleConfig overrides the defaults for one tenant.
+type TenantRuleConfig struct {
+	// RoleARN is the invocation role for this tenant's callers.
+	RoleARN string `yaml:"role_arn"`
+	// SessionName is the exact session name of the tenant-only session a
+	// platform key gets when it asserts this tenant without a user, e.g.
+	// "gw-tenant-acme". Requires Platform.
+	SessionName string `yaml:"session_name"`
+	// Platform is the user of the platform key that session is for.
+	Platform string `yaml:"platform"`
+	// Models is the tenant's model allow-list.
+	Models []string `yaml:"models"`
+	// Limits is shared by all the tenant's callers.
+	Limits LimitsConfig `yaml:"limits"`
+}
+
+// TeamRuleConfig overrides the defaults for one team.
+type TeamRuleConfig struct {
+	RoleARN string       `yaml:"role_arn"`
+	Models  []string     `yaml:"models"`
+	Limits  LimitsConfig `yaml:"limits"` // per member of the team
 }
 
 // STSConfig is the gateway's STS budget. STS allows 600 requests per second
@@ -143,9 +205,76 @@ type TagKeysConfig struct {
 
 // AuthConfig configures caller authentication.
 type AuthConfig struct {
-	// APIKeysFile is the key store written by `gateway keys create`.
-	// Required. Relative to the config file's directory.
+	// APIKeysFile is the key store written by `gateway keys`. Required.
+	// Relative to the config file's directory. Reloaded when it changes,
+	// so a revocation takes effect within KeysReload on every replica.
 	APIKeysFile string `yaml:"api_keys_file"`
+	// KeysReload is how often the key store is checked for changes.
+	// Default 1s.
+	KeysReload time.Duration `yaml:"keys_reload"`
+	// OIDC accepts identity-provider tokens as bearer tokens. Optional.
+	OIDC OIDCConfig `yaml:"oidc"`
+	// TrustedHeaders names the headers platform keys use to assert the
+	// tenant and user they act for.
+	TrustedHeaders TrustedHeadersConfig `yaml:"trusted_headers"`
+}
+
+// OIDCConfig configures OIDC/JWT bearer tokens.
+type OIDCConfig struct {
+	// Leeway allowed on exp and nbf. Default 60s, at most 5m.
+	Leeway time.Duration `yaml:"leeway"`
+	// JWKSRefreshInterval is the least time between JWKS fetches of one
+	// issuer for unknown key IDs. Default 30s.
+	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
+	// Issuers are the accepted identity providers.
+	Issuers []OIDCIssuerConfig `yaml:"issuers"`
+}
+
+// OIDCIssuerConfig is one accepted identity provider. The caller's
+// identity is the issuer (alias) plus the subject (Entra: tid plus oid),
+// never an email alone.
+type OIDCIssuerConfig struct {
+	Issuer          string   `yaml:"issuer"`            // exact iss; discovery below it
+	Audiences       []string `yaml:"audiences"`         // required; aud must contain one
+	Algorithms      []string `yaml:"algorithms"`        // default RS256, ES256, PS256; never HS* or none
+	Alias           string   `yaml:"alias"`             // short issuer name in user IDs; default its host
+	UserClaim       string   `yaml:"user_claim"`        // default sub
+	EntraIDs        bool     `yaml:"entra_ids"`         // identity from tid + oid
+	LabelClaim      string   `yaml:"label_claim"`       // readable part of the session name, e.g. email
+	TeamClaim       string   `yaml:"team_claim"`        // string claims mapped to tags
+	TenantClaim     string   `yaml:"tenant_claim"`      //
+	CostCenterClaim string   `yaml:"cost_center_claim"` //
+	GroupsClaim     string   `yaml:"groups_claim"`      // default groups
+	// TeamGroupPattern: the first group matching this RE2 pattern is the
+	// team (its first capture group, if any).
+	TeamGroupPattern string `yaml:"team_group_pattern"`
+}
+
+// TrustedHeadersConfig names the trusted tenant headers.
+type TrustedHeadersConfig struct {
+	// TenantHeader default X-Gateway-Tenant.
+	TenantHeader string `yaml:"tenant_header"`
+	// UserHeader default X-Gateway-User.
+	UserHeader string `yaml:"user_header"`
+	// MaxLen is the longest value accepted. Default 128.
+	MaxLen int `yaml:"max_len"`
+}
+
+func (o OIDCConfig) auth() auth.OIDCConfig {
+	c := auth.OIDCConfig{Leeway: o.Leeway, JWKSRefreshInterval: o.JWKSRefreshInterval}
+	for _, i := range o.Issuers {
+		c.Issuers = append(c.Issuers, auth.OIDCIssuer{
+			Issuer: i.Issuer, Audiences: i.Audiences, Algorithms: i.Algorithms, Alias: i.Alias,
+			UserClaim: i.UserClaim, EntraIDs: i.EntraIDs, LabelClaim: i.LabelClaim,
+			TeamClaim: i.TeamClaim, TenantClaim: i.TenantClaim, CostCenterClaim: i.CostCenterClaim,
+			GroupsClaim: i.GroupsClaim, TeamGroupPattern: i.TeamGroupPattern,
+		})
+	}
+	return c
+}
+
+func (t TrustedHeadersConfig) auth() auth.TrustedHeaders {
+	return auth.TrustedHeaders{TenantHeader: t.TenantHeader, UserHeader: t.UserHeader, MaxLen: t.MaxLen}
 }
 
 // ProxyConfig tunes the data plane.
@@ -322,6 +451,20 @@ func defaultBedrockEndpoint(region string) string {
 
 // tenancyConfig is the session part of the config as pkg/tenancy takes it.
 func (c *Config) tenancyConfig() tenancy.Config {
+	var tenants map[string]tenancy.TenantRule
+	if len(c.Session.Tenants) > 0 {
+		tenants = make(map[string]tenancy.TenantRule, len(c.Session.Tenants))
+		for name, r := range c.Session.Tenants {
+			tenants[name] = tenancy.TenantRule{RoleARN: r.RoleARN, SessionName: r.SessionName, Platform: r.Platform, Models: r.Models, Limits: r.Limits.rule()}
+		}
+	}
+	var teams map[string]tenancy.TeamRule
+	if len(c.Session.Teams) > 0 {
+		teams = make(map[string]tenancy.TeamRule, len(c.Session.Teams))
+		for name, r := range c.Session.Teams {
+			teams[name] = tenancy.TeamRule{RoleARN: r.RoleARN, Models: r.Models, Limits: r.Limits.rule()}
+		}
+	}
 	return tenancy.Config{
 		RoleARN:           c.Session.RoleARN,
 		SessionNamePrefix: c.Session.NamePrefix,
@@ -332,6 +475,14 @@ func (c *Config) tenancyConfig() tenancy.Config {
 			CostCenter: *c.Session.TagKeys.CostCenter,
 			User:       *c.Session.TagKeys.User,
 		},
+		SessionNameTemplate: c.Session.NameTemplate,
+		SourceIdentity:      c.Session.SourceIdentity,
+		SourceIdentityFrom:  c.Session.SourceIdentityFrom,
+		Models:              c.Session.Models,
+		Limits:              c.Session.Limits.rule(),
+		TenantLimits:        c.Session.TenantLimits.rule(),
+		Tenants:             tenants,
+		Teams:               teams,
 	}
 }
 
@@ -363,16 +514,20 @@ func (c *Config) Validate() error {
 			add("aws.sts_endpoint: %v", err)
 		}
 	}
-	if err := c.tenancyConfig().Validate(); err != nil {
-		// tenancy names its fields relative to the session block.
+	// Packages name their fields relative to their block.
+	prefixed := func(prefix string, err error) {
+		if err == nil {
+			return
+		}
 		if joined, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range joined.Unwrap() {
-				add("session.%w", e)
+				add("%s%w", prefix, e)
 			}
-		} else {
-			add("session.%w", err)
+			return
 		}
+		add("%s%w", prefix, err)
 	}
+	prefixed("session.", c.tenancyConfig().Validate())
 	if c.Session.CacheSize < 1 {
 		add("session.cache_size: must be at least 1, got %d", c.Session.CacheSize)
 	}
@@ -396,6 +551,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.APIKeysFile == "" {
 		add("auth.api_keys_file: required")
+	}
+	if c.Auth.KeysReload < 0 {
+		add("auth.keys_reload: must not be negative, got %v", c.Auth.KeysReload)
+	}
+	if len(c.Auth.OIDC.Issuers) > 0 {
+		prefixed("auth.", c.Auth.OIDC.auth().Validate())
+	}
+	if err := c.Auth.TrustedHeaders.auth().Validate(); err != nil {
+		add("auth.trusted_headers: %w", err)
 	}
 	if bp := c.Proxy.BasePath; bp != "" && (!strings.HasPrefix(bp, "/") || strings.HasSuffix(bp, "/") || strings.Contains(bp, "//")) {
 		add("proxy.base_path: %q must start with / and not end with /", bp)

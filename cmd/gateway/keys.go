@@ -5,48 +5,332 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
-// cmdKeys manages gateway API keys in the key store the config names.
+const keysUsage = `usage:
+  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+                      [--expires DURATION|RFC3339] [--platform-tenants A,B]
+                      [--platform-tenant-pattern RE] [--platform-allow-user]
+  gateway keys list   -config FILE
+  gateway keys revoke -config FILE --id ID
+  gateway keys rotate -config FILE --id ID [--grace DURATION]
+  gateway keys update -config FILE --id ID [--team T] [--tenant X] [--cost-center C]
+                      [--expires DURATION|RFC3339|never]
+DURATION is a Go duration ("720h") or a number of days ("90d").`
+
+// cmdKeys manages gateway API keys in the key store the config names. A
+// running gateway picks up every change within its reload interval.
 func cmdKeys(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]")
+	return keysCommand(args, getenv, stdout, stderr, time.Now)
+}
+
+// keysCommand is cmdKeys with an injected clock.
+func keysCommand(args []string, getenv func(string) string, stdout, stderr io.Writer, now func() time.Time) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, keysUsage)
+		return errors.New("keys: missing subcommand")
 	}
-	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config file (required)")
+	k := &keysCmd{getenv: getenv, stdout: stdout, stderr: stderr, now: now}
+	switch args[0] {
+	case "create":
+		return k.create(args[1:])
+	case "list":
+		return k.list(args[1:])
+	case "revoke":
+		return k.revoke(args[1:])
+	case "rotate":
+		return k.rotate(args[1:])
+	case "update":
+		return k.update(args[1:])
+	default:
+		fmt.Fprintln(stderr, keysUsage)
+		return fmt.Errorf("keys: unknown subcommand %q", args[0])
+	}
+}
+
+type keysCmd struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	now            func() time.Time
+}
+
+// flags returns a flag set for subcommand name with -config already
+// defined.
+func (k *keysCmd) flags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("keys "+name, flag.ContinueOnError)
+	fs.SetOutput(k.stderr)
+	return fs, fs.String("config", "", "config file (required)")
+}
+
+// parse parses args, refuses positional arguments and a missing -config,
+// and loads the config.
+func (k *keysCmd) parse(fs *flag.FlagSet, configPath *string, args []string) (*Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected arguments: %q", fs.Name(), fs.Args())
+	}
+	if *configPath == "" {
+		return nil, fmt.Errorf("%s: -config is required", fs.Name())
+	}
+	return loadConfig(*configPath, k.getenv)
+}
+
+func (k *keysCmd) create(args []string) error {
+	fs, configPath := k.flags("create")
 	user := fs.String("user", "", "user ID the key authenticates as (required), e.g. alice@acme.org")
 	team := fs.String("team", "", "team, sent as a session tag")
 	tenant := fs.String("tenant", "", "tenant, sent as a session tag")
 	costCenter := fs.String("cost-center", "", "cost center, sent as a session tag")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if *configPath == "" || *user == "" {
-		return errors.New("keys create: -config and --user are required")
-	}
-	cfg, err := loadConfig(*configPath, getenv)
+	expires := fs.String("expires", "", "when the key stops working: a duration from now (720h, 90d) or an RFC 3339 time")
+	pTenants := fs.String("platform-tenants", "", "make this a platform key that may assert these tenants (comma-separated)")
+	pPattern := fs.String("platform-tenant-pattern", "", "make this a platform key that may assert tenants matching this RE2 pattern (whole ID)")
+	pUser := fs.Bool("platform-allow-user", false, "let the platform key also assert an end user")
+	cfg, err := k.parse(fs, configPath, args)
 	if err != nil {
 		return err
+	}
+	if *user == "" {
+		return errors.New("keys create: --user is required")
+	}
+	now := k.now()
+	rec := auth.KeyRecord{User: *user, Team: *team, Tenant: *tenant, CostCenter: *costCenter}
+	if rec.ExpiresAt, err = parseExpiry(*expires, now, false); err != nil {
+		return fmt.Errorf("keys create: --expires: %w", err)
+	}
+	if *pTenants != "" || *pPattern != "" || *pUser {
+		rec.Platform = &auth.PlatformGrant{TenantPattern: *pPattern, AllowUser: *pUser}
+		if *pTenants != "" {
+			rec.Platform.Tenants = strings.Split(*pTenants, ",")
+		}
 	}
 	// Refuse a key whose identity could never become an STS session, now
 	// rather than at the user's first call.
-	id := auth.Identity{User: *user, Team: *team, Tenant: *tenant, CostCenter: *costCenter, Method: "api-key"}
-	if err := checkIdentity(cfg, id); err != nil {
+	if err := checkIdentity(cfg, keyIdentity(rec)); err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
-	key, rec, err := auth.CreateKey(cfg.path(cfg.Auth.APIKeysFile), *user, *team, *tenant, *costCenter, time.Now())
+	key, rec, err := auth.IssueKey(cfg.path(cfg.Auth.APIKeysFile), rec, now)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s\n", key)
-	fmt.Fprintf(stderr, "created key %s for user %q; it is shown once and stored only as a hash.\n"+
+	fmt.Fprintf(k.stdout, "%s\n", key)
+	fmt.Fprintf(k.stderr, "created key %s for user %q; it is shown once and stored only as a hash.\n"+
 		"Use it as AWS_BEARER_TOKEN_BEDROCK, or send it as \"Authorization: Bearer <key>\" or \"x-api-key\".\n", rec.ID, rec.User)
 	return nil
+}
+
+func (k *keysCmd) list(args []string) error {
+	fs, configPath := k.flags("list")
+	cfg, err := k.parse(fs, configPath, args)
+	if err != nil {
+		return err
+	}
+	ks, err := auth.LoadKeyStore(cfg.path(cfg.Auth.APIKeysFile))
+	if err != nil {
+		return err
+	}
+	now := k.now()
+	tw := tabwriter.NewWriter(k.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tTEAM\tTENANT\tCOST CENTER\tCREATED\tEXPIRES\tREVOKED\tSTATUS\tPLATFORM")
+	// Only non-secret fields: never the hash.
+	for _, r := range ks.Records() {
+		status := "active"
+		switch {
+		case r.Revoked():
+			status = "revoked"
+		case r.Expired(now):
+			status = "expired"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ID, cell(r.User), cell(r.Team), cell(r.Tenant), cell(r.CostCenter),
+			r.CreatedAt.UTC().Format(time.RFC3339), timeCell(r.ExpiresAt), timeCell(r.RevokedAt),
+			status, platformCell(r.Platform))
+	}
+	return tw.Flush()
+}
+
+func (k *keysCmd) revoke(args []string) error {
+	fs, configPath := k.flags("revoke")
+	id := fs.String("id", "", "id of the key to revoke (required)")
+	cfg, err := k.parse(fs, configPath, args)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		return errors.New("keys revoke: --id is required")
+	}
+	if err := auth.RevokeKey(cfg.path(cfg.Auth.APIKeysFile), *id, k.now()); err != nil {
+		return err
+	}
+	fmt.Fprintf(k.stderr, "revoked key %s; running gateways refuse it from their next reload.\n", *id)
+	return nil
+}
+
+func (k *keysCmd) rotate(args []string) error {
+	fs, configPath := k.flags("rotate")
+	id := fs.String("id", "", "id of the key to replace (required)")
+	grace := fs.String("grace", "", "keep the old key working this long (720h, 1d); default: revoke it now")
+	cfg, err := k.parse(fs, configPath, args)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		return errors.New("keys rotate: --id is required")
+	}
+	var g time.Duration
+	if *grace != "" {
+		if g, err = parseDuration(*grace); err != nil || g <= 0 {
+			return fmt.Errorf("keys rotate: --grace: want a positive duration, got %q", *grace)
+		}
+	}
+	key, rec, err := auth.RotateKey(cfg.path(cfg.Auth.APIKeysFile), *id, k.now(), g)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(k.stdout, "%s\n", key)
+	old := "it is revoked"
+	if g > 0 {
+		old = "it stops working at " + rec.CreatedAt.Add(g).Format(time.RFC3339) + " or at its own expiry, if sooner"
+	}
+	fmt.Fprintf(k.stderr, "replaced key %s with key %s for user %q; the new key is shown once. The old key: %s.\n",
+		*id, rec.ID, rec.User, old)
+	return nil
+}
+
+func (k *keysCmd) update(args []string) error {
+	fs, configPath := k.flags("update")
+	id := fs.String("id", "", "id of the key to change (required)")
+	var team, tenant, costCenter, expires optString
+	fs.Var(&team, "team", "new team (\"\" removes it)")
+	fs.Var(&tenant, "tenant", "new tenant (\"\" removes it)")
+	fs.Var(&costCenter, "cost-center", "new cost center (\"\" removes it)")
+	fs.Var(&expires, "expires", "new expiry: a duration from now, an RFC 3339 time, or never")
+	cfg, err := k.parse(fs, configPath, args)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		return errors.New("keys update: --id is required")
+	}
+	if !team.set && !tenant.set && !costCenter.set && !expires.set {
+		return errors.New("keys update: nothing to change; give --team, --tenant, --cost-center or --expires")
+	}
+	var expiry *time.Time
+	if expires.set {
+		if expiry, err = parseExpiry(expires.v, k.now(), true); err != nil {
+			return fmt.Errorf("keys update: --expires: %w", err)
+		}
+	}
+	err = auth.UpdateKey(cfg.path(cfg.Auth.APIKeysFile), *id, func(r *auth.KeyRecord) error {
+		team.apply(&r.Team)
+		tenant.apply(&r.Tenant)
+		costCenter.apply(&r.CostCenter)
+		if expires.set {
+			r.ExpiresAt = expiry
+		}
+		// The changed key must still be expressible as an STS session.
+		return checkIdentity(cfg, keyIdentity(*r))
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(k.stderr, "updated key %s; its next request after the gateway reloads gets a session with the new tags.\n", *id)
+	return nil
+}
+
+// keyIdentity is the identity a key authenticates as (see
+// auth.Authenticator.VerifyKey).
+func keyIdentity(r auth.KeyRecord) auth.Identity {
+	return auth.Identity{User: r.User, Team: r.Team, Tenant: r.Tenant, CostCenter: r.CostCenter,
+		Method: auth.MethodAPIKey, KeyID: r.ID}
+}
+
+// optString is a string flag that remembers whether it was given, so that
+// --team "" (remove the team) differs from no --team (keep it).
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
+func (o *optString) apply(dst *string) {
+	if o.set {
+		*dst = o.v
+	}
+}
+
+// parseExpiry reads an --expires value: "" (no expiry), a duration from
+// now, an RFC 3339 time, or, if allowNever, "never" (no expiry). A time
+// not in the future is refused: it would create a dead key by mistake.
+func parseExpiry(s string, now time.Time, allowNever bool) (*time.Time, error) {
+	switch {
+	case s == "":
+		return nil, nil
+	case s == "never" && allowNever:
+		return nil, nil
+	}
+	var at time.Time
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		at = t
+	} else if d, err := parseDuration(s); err == nil {
+		at = now.Add(d)
+	} else {
+		return nil, fmt.Errorf("want a duration (720h, 90d) or an RFC 3339 time, got %q", s)
+	}
+	if !at.After(now) {
+		return nil, fmt.Errorf("%s is not in the future", at.UTC().Format(time.RFC3339))
+	}
+	return &at, nil
+}
+
+// parseDuration is time.ParseDuration plus a whole number of days ("90d").
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, fmt.Errorf("bad number of days %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	// Keep the table a table whatever a field holds.
+	return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+}
+
+func timeCell(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func platformCell(g *auth.PlatformGrant) string {
+	if g == nil {
+		return "-"
+	}
+	var parts []string
+	if len(g.Tenants) > 0 {
+		parts = append(parts, "tenants="+cell(strings.Join(g.Tenants, ",")))
+	}
+	if g.TenantPattern != "" {
+		parts = append(parts, "pattern="+cell(g.TenantPattern))
+	}
+	if g.AllowUser {
+		parts = append(parts, "user")
+	}
+	return strings.Join(parts, " ")
 }

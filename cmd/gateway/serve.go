@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
@@ -125,9 +126,21 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
 //
 // The returned close function stops background session refreshes.
 func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer, stdout io.Writer) (http.Handler, func(), error) {
-	keys, err := auth.LoadKeyStore(cfg.path(cfg.Auth.APIKeysFile))
+	keys, err := auth.NewKeyWatcher(cfg.path(cfg.Auth.APIKeysFile), cfg.Auth.KeysReload, logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth.api_keys_file: %w", err)
+	}
+	var verifier *auth.OIDCVerifier
+	if len(cfg.Auth.OIDC.Issuers) > 0 {
+		if verifier, err = auth.NewOIDCVerifier(ctx, cfg.Auth.OIDC.auth()); err != nil {
+			return nil, nil, fmt.Errorf("auth.oidc: %w", err)
+		}
+		// Discovery is lazy; say now if an issuer cannot be reached.
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := verifier.Discover(dctx); err != nil {
+			logger.Warn("OIDC discovery failed; tokens from that issuer are refused until it answers", "error", err)
+		}
+		cancel()
 	}
 	resolver, err := tenancy.NewResolver(cfg.tenancyConfig())
 	if err != nil {
@@ -165,7 +178,24 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 	if err != nil {
 		return nil, nil, err
 	}
-	closeAll := cache.Close
+	// The key store is re-read while the gateway runs, so a revocation
+	// reaches every replica reading the same file within keys_reload.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		keys.Run(watchCtx)
+	}()
+	closeAll := func() {
+		stopWatch()
+		<-watchDone
+		cache.Close()
+	}
+	limiter, err := limits.New(limits.Config{Size: cfg.Session.CacheSize})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	fail := func(err error) (http.Handler, func(), error) {
 		closeAll()
 		return nil, nil, err
@@ -207,7 +237,8 @@ func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvid
 	p, err := proxy.New(proxy.Config{
 		Endpoint:      endpoint,
 		Region:        cfg.AWS.Region,
-		Authenticator: auth.NewAuthenticator(keys),
+		Authenticator: &auth.Chain{Keys: auth.NewDynamicAuthenticator(keys.Current), OIDC: verifier, Headers: cfg.Auth.TrustedHeaders.auth()},
+		Policy:        &policy{rules: resolver, limiter: limiter},
 		Resolver:      resolver,
 		Credentials:   cache,
 		BasePath:      cfg.Proxy.BasePath,

@@ -270,6 +270,11 @@ func TestFailAssumeRole(t *testing.T) {
 			t.Errorf("AssumeRole error = %v, want context.Canceled", err)
 		}
 		<-returned
+		// The server records the call after the hook returns, which can be
+		// after the cancelled client has given up.
+		for deadline := time.Now().Add(5 * time.Second); len(e.fake.AssumeRoleCalls()) < 2 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 	})
 
 	t.Run("hook removed", func(t *testing.T) {

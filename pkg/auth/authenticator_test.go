@@ -66,20 +66,24 @@ func TestAuthenticateHeaders(t *testing.T) {
 		{"bearer extra spaces", []string{"Authorization", "Bearer   " + alice}, wantAlice, nil},
 		{"x-api-key", []string{"X-Api-Key", alice}, wantAlice, nil},
 		{"x-api-key lowercase name", []string{"x-api-key", alice}, wantAlice, nil},
-		{"both same", []string{"Authorization", "Bearer " + alice, "X-Api-Key", alice}, wantAlice, nil},
+		// Two credentials are refused even when equal: the gateway never
+		// guesses which one a request means.
+		{"both same", []string{"Authorization", "Bearer " + alice, "X-Api-Key", alice}, Identity{}, ErrBadRequest},
 		{"bearer and empty x-api-key", []string{"Authorization", "Bearer " + alice, "X-Api-Key", ""}, wantAlice, nil},
 		{"x-api-key and empty authorization", []string{"Authorization", "", "X-Api-Key", alice}, wantAlice, nil},
-		{"both different", []string{"Authorization", "Bearer " + alice, "X-Api-Key", bob}, Identity{}, ErrInvalidCredentials},
-		{"both different, one malformed", []string{"Authorization", "Bearer " + alice, "X-Api-Key", "nope"}, Identity{}, ErrInvalidCredentials},
-		{"two authorization headers", []string{"Authorization", "Bearer " + alice, "Authorization", "Bearer " + alice}, Identity{}, ErrInvalidCredentials},
-		{"two x-api-key headers", []string{"X-Api-Key", alice, "X-Api-Key", alice}, Identity{}, ErrInvalidCredentials},
-		{"two x-api-key headers one empty", []string{"X-Api-Key", alice, "X-Api-Key", ""}, Identity{}, ErrInvalidCredentials},
+		{"both different", []string{"Authorization", "Bearer " + alice, "X-Api-Key", bob}, Identity{}, ErrBadRequest},
+		{"both different, one malformed", []string{"Authorization", "Bearer " + alice, "X-Api-Key", "nope"}, Identity{}, ErrBadRequest},
+		{"two authorization headers", []string{"Authorization", "Bearer " + alice, "Authorization", "Bearer " + alice}, Identity{}, ErrBadRequest},
+		{"two authorization headers one empty", []string{"Authorization", "Bearer " + alice, "Authorization", ""}, Identity{}, ErrBadRequest},
+		{"two x-api-key headers", []string{"X-Api-Key", alice, "X-Api-Key", alice}, Identity{}, ErrBadRequest},
+		{"two x-api-key headers one empty", []string{"X-Api-Key", alice, "X-Api-Key", ""}, Identity{}, ErrBadRequest},
+		{"two x-api-key headers both empty", []string{"X-Api-Key", "", "X-Api-Key", ""}, Identity{}, ErrBadRequest},
 		{"bearer without token", []string{"Authorization", "Bearer"}, Identity{}, ErrInvalidCredentials},
 		{"bearer with blank token", []string{"Authorization", "Bearer  "}, Identity{}, ErrInvalidCredentials},
 		{"basic scheme", []string{"Authorization", "Basic " + alice}, Identity{}, ErrInvalidCredentials},
 		{"key without scheme", []string{"Authorization", alice}, Identity{}, ErrInvalidCredentials},
 		{"sigv4", []string{"Authorization", sigV4}, Identity{}, ErrInvalidCredentials},
-		{"sigv4 with valid x-api-key", []string{"Authorization", sigV4, "X-Api-Key", alice}, Identity{}, ErrInvalidCredentials},
+		{"sigv4 with valid x-api-key", []string{"Authorization", sigV4, "X-Api-Key", alice}, Identity{}, ErrBadRequest},
 		{"bearer inside x-api-key", []string{"X-Api-Key", "Bearer " + alice}, Identity{}, ErrInvalidCredentials},
 		{"comma-joined bearer", []string{"Authorization", "Bearer " + alice + ", Bearer " + alice}, Identity{}, ErrInvalidCredentials},
 	}
@@ -216,7 +220,7 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 			return
 		}
-		if !errors.Is(err, ErrNoCredentials) && !errors.Is(err, ErrInvalidCredentials) {
+		if !errors.Is(err, ErrNoCredentials) && !errors.Is(err, ErrInvalidCredentials) && !errors.Is(err, ErrBadRequest) {
 			t.Fatalf("Authenticate(%q, %q) error = %v, want a sentinel", authz, xkey, err)
 		}
 		// Every error text is one of a fixed set, apart from a stored id,
@@ -232,13 +236,13 @@ func FuzzAuthenticate(f *testing.F) {
 // those of parseKey, with a stored id written as <id>.
 var authenticateMessages = map[string]bool{
 	"no credentials": true,
-	"more than one authorization header: invalid credentials":               true,
-	"more than one x-api-key header: invalid credentials":                   true,
-	"authorization and x-api-key carry different keys: invalid credentials": true,
-	"authorization scheme is not Bearer: invalid credentials":               true,
-	"authorization: bearer token is empty: invalid credentials":             true,
-	"api key: unknown key id: invalid credentials":                          true,
-	"api key <id>: wrong secret: invalid credentials":                       true,
+	"more than one authorization header: bad request":           true,
+	"more than one x-api-key header: bad request":               true,
+	"both authorization and x-api-key present: bad request":     true,
+	"authorization scheme is not Bearer: invalid credentials":   true,
+	"authorization: bearer token is empty: invalid credentials": true,
+	"api key: unknown key id: invalid credentials":              true,
+	"api key <id>: wrong secret: invalid credentials":           true,
 	"authorization is an AWS SigV4 signature, not a gateway key; set AWS_BEARER_TOKEN_BEDROCK " +
 		"to your gateway key so the SDK sends it as a bearer token: invalid credentials": true,
 }

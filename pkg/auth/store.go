@@ -10,14 +10,25 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
-// keyStoreVersion is the only key store format this package reads and
-// writes. A later format (revocation, expiry) bumps it, so an older
-// gateway refuses a newer file instead of ignoring fields it does not know.
-const keyStoreVersion = 1
+// Key store format versions. Version 1 has no expiry, revocation or
+// platform grants; version 2 adds them. A store is written as version 1
+// while no record uses a version 2 field, so that an older gateway keeps
+// reading it, and as version 2 otherwise, so that an older gateway refuses
+// it instead of honouring a key that has been revoked.
+const (
+	keyStoreVersion1 = 1
+	keyStoreVersion  = 2
+)
+
+// ErrKeyNotFound means a key store operation named a key id the store does
+// not hold.
+var ErrKeyNotFound = errors.New("key not found")
 
 // KeyRecord is one API key as the key store holds it: the hash of the key,
 // never the key, plus the identity the key authenticates as.
@@ -70,6 +81,8 @@ var jsonNames = map[string]bool{
 	"version": true, "keys": true,
 	"id": true, "hash": true, "user": true, "team": true, "tenant": true,
 	"cost_center": true, "created_at": true,
+	"expires_at": true, "revoked_at": true, "platform": true,
+	"tenants": true, "tenant_pattern": true, "allow_user": true,
 }
 
 // KeyStore is a validated, immutable set of API key records, loaded from a
@@ -120,13 +133,22 @@ func decodeKeyStore(data []byte) (*KeyStore, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("decode: trailing data after the top-level object")
 	}
-	if f.Version != keyStoreVersion {
-		return nil, fmt.Errorf("version: must be %d, got %d", keyStoreVersion, f.Version)
+	if f.Version != keyStoreVersion1 && f.Version != keyStoreVersion {
+		return nil, fmt.Errorf("version: must be %d or %d, got %d", keyStoreVersion1, keyStoreVersion, f.Version)
 	}
-	ks := &KeyStore{records: f.Keys, byID: make(map[string]storedKey, len(f.Keys))}
+	return newKeyStore(f.Version, f.Keys)
+}
+
+// newKeyStore validates records as a store of the given format version and
+// indexes them. Every invalid record is reported.
+func newKeyStore(version int, records []KeyRecord) (*KeyStore, error) {
+	ks := &KeyStore{records: records, byID: make(map[string]storedKey, len(records))}
 	var errs []error
-	for i, rec := range f.Keys {
+	for i, rec := range records {
 		sum, err := validateRecord(rec)
+		if err == nil && version < keyStoreVersion && rec.needsVersion2() {
+			err = fmt.Errorf("expires_at, revoked_at and platform need version %d", keyStoreVersion)
+		}
 		if err == nil {
 			if _, dup := ks.byID[rec.ID]; dup {
 				err = fmt.Errorf("id: duplicate %q", rec.ID)
@@ -144,6 +166,47 @@ func decodeKeyStore(data []byte) (*KeyStore, error) {
 	return ks, nil
 }
 
+// needsVersion2 reports whether rec uses a field version 1 lacks.
+func (rec KeyRecord) needsVersion2() bool {
+	return rec.ExpiresAt != nil || rec.RevokedAt != nil || rec.Platform != nil
+}
+
+// clone returns a deep copy of rec, so that callers cannot change a
+// store's records through the pointers and slices they share.
+func (rec KeyRecord) clone() KeyRecord {
+	if rec.ExpiresAt != nil {
+		t := *rec.ExpiresAt
+		rec.ExpiresAt = &t
+	}
+	if rec.RevokedAt != nil {
+		t := *rec.RevokedAt
+		rec.RevokedAt = &t
+	}
+	if rec.Platform != nil {
+		rec.Platform = rec.Platform.clone()
+	}
+	return rec
+}
+
+func (g *PlatformGrant) clone() *PlatformGrant {
+	if g == nil {
+		return nil
+	}
+	c := *g
+	c.Tenants = slices.Clone(g.Tenants)
+	return &c
+}
+
+// Revoked reports whether the key has been revoked. Revocation is
+// permanent, whatever the time in RevokedAt.
+func (rec KeyRecord) Revoked() bool { return rec.RevokedAt != nil }
+
+// Expired reports whether the key has expired at now: now is at or after
+// ExpiresAt.
+func (rec KeyRecord) Expired(now time.Time) bool {
+	return rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)
+}
+
 // validateRecord checks one record and returns its decoded hash. All of
 // the record's problems are reported together.
 func validateRecord(rec KeyRecord) ([sha256.Size]byte, error) {
@@ -156,11 +219,51 @@ func validateRecord(rec KeyRecord) ([sha256.Size]byte, error) {
 		// The hash is not secret, but it is not useful in a message either.
 		errs = append(errs, fmt.Errorf("hash: %w", err))
 	}
-	if rec.User == "" {
+	switch {
+	case rec.User == "":
 		errs = append(errs, errors.New("user: must not be empty"))
+	case strings.ContainsAny(rec.User, ":/"):
+		// Keeps the user IDs of the three methods apart: OIDC users are
+		// "alias:subject" and trusted-header users "platform/tenant[/user]",
+		// so a key user with neither character can equal neither.
+		errs = append(errs, errors.New("user: must not contain ':' or '/' (reserved for identity-provider and tenant users)"))
+	}
+	if rec.ExpiresAt != nil && rec.ExpiresAt.IsZero() {
+		errs = append(errs, errors.New("expires_at: must be a time"))
+	}
+	if rec.RevokedAt != nil && rec.RevokedAt.IsZero() {
+		errs = append(errs, errors.New("revoked_at: must be a time"))
+	}
+	if rec.Platform != nil {
+		if err := rec.Platform.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("platform: %w", err))
+		}
 	}
 	return sum, errors.Join(errs...)
 }
+
+// validate checks a platform grant: it must allow some tenant, every
+// listed tenant must be a non-empty string without surrounding space or
+// control characters, and the pattern must compile as RE2.
+func (g *PlatformGrant) validate() error {
+	var errs []error
+	if len(g.Tenants) == 0 && g.TenantPattern == "" {
+		errs = append(errs, errors.New("must list tenants or give a tenant_pattern"))
+	}
+	for i, t := range g.Tenants {
+		if t == "" || strings.TrimSpace(t) != t || strings.ContainsFunc(t, isKeyStoreControl) {
+			errs = append(errs, fmt.Errorf("tenants[%d]: must be a non-empty string without surrounding space or control characters, got %q", i, t))
+		}
+	}
+	if g.TenantPattern != "" {
+		if _, err := regexp.Compile(g.TenantPattern); err != nil {
+			errs = append(errs, fmt.Errorf("tenant_pattern: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isKeyStoreControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 // checkMemberNames walks the JSON token stream and rejects object member
 // names that are not in jsonNames exactly, and names repeated within one
@@ -214,13 +317,17 @@ func checkMemberNames(data []byte) error {
 
 // Records returns a copy of the store's records in file order.
 func (ks *KeyStore) Records() []KeyRecord {
-	return slices.Clone(ks.records)
+	out := make([]KeyRecord, len(ks.records))
+	for i, rec := range ks.records {
+		out[i] = rec.clone()
+	}
+	return out
 }
 
-// Lookup returns the record with the given key id.
+// Lookup returns (a copy of) the record with the given key id.
 func (ks *KeyStore) Lookup(id string) (KeyRecord, bool) {
 	k, ok := ks.byID[id]
-	return k.rec, ok
+	return k.rec.clone(), ok
 }
 
 // AddKey appends rec to the key store file at path, creating the file if it
@@ -240,63 +347,238 @@ func AddKey(path string, rec KeyRecord) error {
 	if _, err := validateRecord(rec); err != nil {
 		return fmt.Errorf("add key: %w", err)
 	}
-	unlock, err := lockFile(path + ".lock")
-	if err != nil {
-		return fmt.Errorf("add key: lock %s: %w", path, err)
-	}
-	defer unlock()
-
-	f := keyFile{Version: keyStoreVersion}
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("add key: %w", err)
-	default:
-		ks, err := decodeKeyStore(data)
-		if err != nil {
-			return fmt.Errorf("add key: existing store %s: %w", path, err)
+	err := modifyStore(path, true, func(recs []KeyRecord) ([]KeyRecord, error) {
+		if slices.ContainsFunc(recs, func(r KeyRecord) bool { return r.ID == rec.ID }) {
+			return nil, fmt.Errorf("id %q already in %s", rec.ID, path)
 		}
-		if _, dup := ks.byID[rec.ID]; dup {
-			return fmt.Errorf("add key: id %q already in %s", rec.ID, path)
-		}
-		f.Keys = ks.records
-	}
-	f.Keys = append(f.Keys, rec)
-	if f.Keys == nil {
-		f.Keys = []KeyRecord{}
-	}
-	out, err := json.MarshalIndent(f, "", "  ")
+		return append(recs, rec.clone()), nil
+	})
 	if err != nil {
-		return fmt.Errorf("add key: %w", err)
-	}
-	out = append(out, '\n')
-	if err := writeFileAtomic(path, out, 0o600); err != nil {
 		return fmt.Errorf("add key: %w", err)
 	}
 	return nil
+}
+
+// modifyStore is the read-modify-write every store change goes through.
+// Under the store's lock (see AddKey) it reads and validates the file, lets
+// f change the records, validates the result and replaces the file
+// atomically. If the file does not exist it is an error wrapping
+// fs.ErrNotExist, unless create is set, when f starts from no records. If
+// f fails, or the existing file or the result does not validate, the file
+// is left untouched.
+func modifyStore(path string, create bool, f func([]KeyRecord) ([]KeyRecord, error)) error {
+	unlock, err := lockFile(path + ".lock")
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	defer unlock()
+
+	var recs []KeyRecord
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+	case err != nil:
+		return err
+	default:
+		ks, err := decodeKeyStore(data)
+		if err != nil {
+			return fmt.Errorf("existing store %s: %w", path, err)
+		}
+		recs = ks.records
+	}
+	recs, err = f(recs)
+	if err != nil {
+		return err
+	}
+	version := keyStoreVersion1
+	if slices.ContainsFunc(recs, KeyRecord.needsVersion2) {
+		version = keyStoreVersion
+	}
+	if _, err := newKeyStore(version, recs); err != nil {
+		return err
+	}
+	if recs == nil {
+		recs = []KeyRecord{}
+	}
+	out, err := json.MarshalIndent(keyFile{Version: version, Keys: recs}, "", "  ")
+	if err != nil {
+		return err
+	}
+	out = append(out, '\n')
+	return writeFileAtomic(path, out, 0o600)
+}
+
+// updateRecord applies f to the record with the given id, under the
+// store's lock. It is an error wrapping ErrKeyNotFound if there is none.
+func updateRecord(path, id string, f func(*KeyRecord) error) error {
+	return modifyStore(path, false, func(recs []KeyRecord) ([]KeyRecord, error) {
+		i := slices.IndexFunc(recs, func(r KeyRecord) bool { return r.ID == id })
+		if i < 0 {
+			return nil, fmt.Errorf("key %q: %w", id, ErrKeyNotFound)
+		}
+		if err := f(&recs[i]); err != nil {
+			return nil, fmt.Errorf("key %s: %w", id, err)
+		}
+		return recs, nil
+	})
+}
+
+// RevokeKey revokes the key with the given id in the store at path,
+// recording now (UTC, to the second) as RevokedAt. Revocation is permanent
+// and idempotent: revoking a revoked key keeps its first RevokedAt. A
+// gateway watching the store (KeyWatcher) refuses the key from its next
+// poll, even if the caller's AWS session is still cached.
+func RevokeKey(path, id string, now time.Time) error {
+	err := updateRecord(path, id, func(rec *KeyRecord) error {
+		if rec.RevokedAt == nil {
+			t := now.UTC().Truncate(time.Second)
+			rec.RevokedAt = &t
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	return nil
+}
+
+// SetKeyExpiry sets when the key with the given id stops working (from at
+// on, in UTC to the second, rounded down so a key never outlives at); nil
+// removes the expiry. A revoked key stays revoked whatever its expiry.
+func SetKeyExpiry(path, id string, at *time.Time) error {
+	err := updateRecord(path, id, func(rec *KeyRecord) error {
+		rec.ExpiresAt = utcSecond(at)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set key expiry: %w", err)
+	}
+	return nil
+}
+
+// UpdateKey changes the record with the given id through f, which gets a
+// copy to edit, under the store's lock. It is meant for Team, Tenant,
+// CostCenter, ExpiresAt and Platform. A change to what the key is (ID,
+// Hash, User, CreatedAt) or lifting a revocation is refused: issue a new
+// key instead. The result must validate.
+//
+// Because the session spec is derived from the record on every request, a
+// key whose team changes gets a new STS session, with the new tag, on its
+// next request after the gateway reloads the store.
+func UpdateKey(path, id string, f func(*KeyRecord) error) error {
+	err := updateRecord(path, id, func(rec *KeyRecord) error {
+		c := rec.clone()
+		if err := f(&c); err != nil {
+			return err
+		}
+		switch {
+		case c.ID != rec.ID || c.Hash != rec.Hash:
+			return errors.New("id and hash cannot change; rotate the key instead")
+		case c.User != rec.User:
+			return errors.New("user cannot change; create a key for the new user instead")
+		case !c.CreatedAt.Equal(rec.CreatedAt):
+			return errors.New("created_at cannot change")
+		case rec.RevokedAt != nil && (c.RevokedAt == nil || !c.RevokedAt.Equal(*rec.RevokedAt)):
+			return errors.New("revocation cannot be lifted or changed")
+		}
+		c.ExpiresAt = utcSecond(c.ExpiresAt)
+		c.RevokedAt = utcSecond(c.RevokedAt)
+		*rec = c
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update key: %w", err)
+	}
+	return nil
+}
+
+// RotateKey replaces the key with the given id by a new one (new id, new
+// secret) with the same user, team, tenant, cost center and platform grant,
+// and returns the new key's plaintext (once) and record.
+//
+// With grace 0 the old key is revoked at once. With grace > 0 it keeps
+// working until now+grace (its ExpiresAt is set to that, or kept if it
+// already expires sooner), so that clients can switch over. If the old key
+// had an expiry, the new key gets the same lifetime from now. A revoked or
+// expired key cannot be rotated. Both changes are one atomic write.
+func RotateKey(path, id string, now time.Time, grace time.Duration) (plaintext string, rec KeyRecord, err error) {
+	if grace < 0 {
+		return "", KeyRecord{}, fmt.Errorf("rotate key: grace must not be negative, got %v", grace)
+	}
+	plaintext, newID, err := NewKey()
+	if err != nil {
+		return "", KeyRecord{}, fmt.Errorf("rotate key: %w", err)
+	}
+	now = now.UTC().Truncate(time.Second)
+	err = modifyStore(path, false, func(recs []KeyRecord) ([]KeyRecord, error) {
+		i := slices.IndexFunc(recs, func(r KeyRecord) bool { return r.ID == id })
+		if i < 0 {
+			return nil, fmt.Errorf("key %q: %w", id, ErrKeyNotFound)
+		}
+		old := &recs[i]
+		switch {
+		case old.Revoked():
+			return nil, fmt.Errorf("key %s is revoked", id)
+		case old.Expired(now):
+			return nil, fmt.Errorf("key %s has expired", id)
+		}
+		rec = old.clone()
+		rec.ID = newID
+		rec.Hash = formatHash(hashKey(plaintext))
+		rec.CreatedAt = now
+		rec.RevokedAt = nil
+		if old.ExpiresAt != nil {
+			t := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+			rec.ExpiresAt = &t
+		}
+		if grace == 0 {
+			old.RevokedAt = &now
+		} else if end := now.Add(grace); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
+			old.ExpiresAt = &end
+		}
+		return append(recs, rec), nil
+	})
+	if err != nil {
+		return "", KeyRecord{}, fmt.Errorf("rotate key: %w", err)
+	}
+	return plaintext, rec.clone(), nil
+}
+
+// utcSecond returns *t in UTC rounded down to the second, or nil.
+func utcSecond(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Second)
+	return &u
 }
 
 // CreateKey issues a new API key for user and records it in the key store
 // file at path (see AddKey). The plaintext is returned exactly once; only
 // its hash is stored. now is recorded as CreatedAt, in UTC to the second.
 func CreateKey(path string, user, team, tenant, costCenter string, now time.Time) (plaintext string, rec KeyRecord, err error) {
-	if user == "" {
+	return IssueKey(path, KeyRecord{User: user, Team: team, Tenant: tenant, CostCenter: costCenter}, now)
+}
+
+// IssueKey issues a new API key described by tmpl (User is required; Team,
+// Tenant, CostCenter, ExpiresAt and Platform are copied) and records it in
+// the key store at path (see AddKey). The id, hash and CreatedAt (now, in
+// UTC to the second) are filled in; tmpl's ID, Hash, CreatedAt and
+// RevokedAt are ignored. The plaintext is returned exactly once.
+func IssueKey(path string, tmpl KeyRecord, now time.Time) (plaintext string, rec KeyRecord, err error) {
+	if tmpl.User == "" {
 		return "", KeyRecord{}, errors.New("create key: user must not be empty")
 	}
 	plaintext, id, err := NewKey()
 	if err != nil {
 		return "", KeyRecord{}, fmt.Errorf("create key: %w", err)
 	}
-	rec = KeyRecord{
-		ID:         id,
-		Hash:       formatHash(hashKey(plaintext)),
-		User:       user,
-		Team:       team,
-		Tenant:     tenant,
-		CostCenter: costCenter,
-		CreatedAt:  now.UTC().Truncate(time.Second),
-	}
+	rec = tmpl.clone()
+	rec.ID = id
+	rec.Hash = formatHash(hashKey(plaintext))
+	rec.CreatedAt = now.UTC().Truncate(time.Second)
+	rec.ExpiresAt = utcSecond(rec.ExpiresAt)
+	rec.RevokedAt = nil
 	if err := AddKey(path, rec); err != nil {
 		return "", KeyRecord{}, fmt.Errorf("create key: %w", err)
 	}

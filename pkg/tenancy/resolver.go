@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/limits"
 )
 
 // Session duration limits: STS DurationSeconds minimum is 900 (15m), and a
@@ -49,6 +50,52 @@ type Config struct {
 	// Duration is the requested session lifetime (DurationSeconds): whole
 	// seconds in 15m..1h. Zero means 1h.
 	Duration time.Duration
+
+	// SessionNameTemplate says what the readable part of the
+	// RoleSessionName shows: literal text of [\w+,.@-] (no '=') and at
+	// least one of the placeholders {user} (Identity.User), {label}
+	// (Identity.Label, or User when empty), {tenant} and {team}. "" means
+	// DefaultSessionNameTemplate, "{label}". When the rendered text is
+	// exactly Identity.User the name is SessionName(prefix, User), as
+	// without a template; otherwise it is always the hashed form
+	// prefix + rendered + "=" + hash(User), so the name stays unique per
+	// user whatever the label, team or tenant say (see SessionName).
+	// YAML: name_template.
+	SessionNameTemplate string
+	// SourceIdentity, if true, sets the STS SourceIdentity of every
+	// session, which then appears in CloudTrail for every action taken
+	// with it. It needs sts:SetSourceIdentity in the gateway's own
+	// permissions and in the invocation role's trust policy, and fails if
+	// the gateway's own session already carries a SourceIdentity
+	// (IAM User Guide, id_credentials_temp_control-access_monitor).
+	// YAML: source_identity.
+	SourceIdentity bool
+	// SourceIdentityFrom says what the SourceIdentity shows: "user" (as
+	// SessionName("", User)) or "label" (as the template "{label}"
+	// without prefix). "" means "label". Either way the value is 2-64
+	// characters of [\w+=,.@-] (STS AssumeRole SourceIdentity) and unique
+	// per user. YAML: source_identity_from.
+	SourceIdentityFrom string
+	// Models is the default model allow-list, for callers whose tenant and
+	// team rules have none: model IDs or ARNs, '*' matching any run of
+	// characters ("anthropic.claude-*", "*anthropic.claude-*"). Empty
+	// allows every model. See Resolver.ModelAllowed. YAML: models.
+	Models []string
+	// Limits is the default limit of each caller (keyed by Identity.User)
+	// when its team rule does not set one; zero is unlimited. See
+	// Resolver.Limits. YAML: limits.
+	Limits limits.LimitRule
+	// TenantLimits is the default aggregate limit of each tenant when its
+	// tenant rule does not set one; zero is unlimited. YAML: tenant_limits.
+	TenantLimits limits.LimitRule
+	// Tenants holds per-tenant rules, keyed by Identity.Tenant exactly
+	// (role, tenant-only session name, models, tenant limits). YAML:
+	// tenants.
+	Tenants map[string]TenantRule
+	// Teams holds per-team rules, keyed by Identity.Team exactly (role,
+	// models, per-caller limits). A tenant rule takes precedence over a
+	// team rule for the role and the model list. YAML: teams.
+	Teams map[string]TeamRule
 }
 
 // TagKeys names the STS session tag each identity attribute is sent
@@ -82,6 +129,12 @@ func (c Config) withDefaults() Config {
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
 	}
+	if c.SessionNameTemplate == "" {
+		c.SessionNameTemplate = DefaultSessionNameTemplate
+	}
+	if c.SourceIdentityFrom == "" {
+		c.SourceIdentityFrom = "label"
+	}
 	return c
 }
 
@@ -103,8 +156,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.RoleARN == "":
 		errs = append(errs, errors.New("role_arn: required"))
-	case len(c.RoleARN) > maxRoleARN || !roleARN.MatchString(c.RoleARN):
-		errs = append(errs, fmt.Errorf("role_arn: %.80q is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)", c.RoleARN))
+	default:
+		if err := validateRoleARN("role_arn", c.RoleARN); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := validatePrefix(c.SessionNamePrefix); err != nil {
 		errs = append(errs, fmt.Errorf("name_prefix: %w", err))
@@ -128,14 +183,30 @@ func (c Config) Validate() error {
 	if d := c.Duration; d < minDuration || d > maxDuration || d%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("duration: must be whole seconds in %v..%v, got %v", minDuration, maxDuration, d))
 	}
+	if _, err := parseNameTemplate(c.SessionNameTemplate); err != nil {
+		errs = append(errs, fmt.Errorf("name_template: %w", err))
+	}
+	if _, ok := sourceIdentityTemplates[c.SourceIdentityFrom]; !ok {
+		errs = append(errs, fmt.Errorf(`source_identity_from: must be "user" or "label", got %.32q`, c.SourceIdentityFrom))
+	}
+	errs = append(errs, validateModelPatterns("models", c.Models)...)
+	errs = append(errs, validateLimits("limits", c.Limits)...)
+	errs = append(errs, validateLimits("tenant_limits", c.TenantLimits)...)
+	errs = append(errs, c.validateRules()...)
 	return errors.Join(errs...)
 }
 
 // Resolver turns authenticated identities into STS session specs under one
 // validated Config. Safe for concurrent use.
 type Resolver struct {
-	cfg Config // defaults applied
+	cfg      Config // defaults applied
+	name     nameTemplate
+	source   nameTemplate
+	reserved map[string]bool // lowercased TenantRule.SessionName values
 }
+
+// sourceIdentityTemplates maps Config.SourceIdentityFrom to its template.
+var sourceIdentityTemplates = map[string]string{"user": "{user}", "label": "{label}"}
 
 // NewResolver validates cfg and returns a Resolver for it. The error joins
 // every problem in cfg.
@@ -143,12 +214,32 @@ func NewResolver(cfg Config) (*Resolver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tenancy config: %w", err)
 	}
-	return &Resolver{cfg: cfg.withDefaults()}, nil
+	cfg = cfg.withDefaults()
+	r := &Resolver{cfg: cfg, reserved: map[string]bool{}}
+	r.name, _ = parseNameTemplate(cfg.SessionNameTemplate) // validated
+	r.source, _ = parseNameTemplate(sourceIdentityTemplates[cfg.SourceIdentityFrom])
+	for _, rule := range cfg.Tenants {
+		if rule.SessionName != "" {
+			r.reserved[strings.ToLower(rule.SessionName)] = true
+		}
+	}
+	return r, nil
 }
 
-// Resolve returns the session spec for id: the configured role and
-// duration, SessionName(prefix, id.User), and one tag per configured tag
-// key whose attribute is non-empty, sorted by key.
+// Resolve returns the session spec for id:
+//
+//   - RoleARN: the tenant rule's, else the team rule's, else Config.RoleARN.
+//   - SessionName: for a tenant-only identity (IsTenantOnly) whose tenant
+//     rule sets SessionName for id.Platform, that exact name; otherwise
+//     the name template's (see Config.SessionNameTemplate). A templated
+//     name that would equal a reserved tenant session name (compared
+//     case-insensitively) takes the hashed form instead, so no caller can
+//     be billed as a tenant by choosing its user name.
+//   - SourceIdentity: if Config.SourceIdentity, see
+//     Config.SourceIdentityFrom.
+//   - Tags: one per configured tag key whose attribute is non-empty,
+//     sorted by key.
+//   - Duration: Config.Duration.
 //
 // An empty attribute is not sent rather than sent as "". STS would accept
 // an empty value, but an empty team tag is noise in CUR, and sending it
@@ -159,9 +250,15 @@ func NewResolver(cfg Config) (*Resolver, error) {
 // wrapping ErrInexpressible, listing every problem; nothing is truncated
 // or sanitised.
 func (r *Resolver) Resolve(id auth.Identity) (SessionSpec, error) {
-	name, err := SessionName(r.cfg.SessionNamePrefix, id.User)
+	name, err := r.sessionName(id)
 	if err != nil {
 		return SessionSpec{}, fmt.Errorf("resolve user %.64q: %w", id.User, err)
+	}
+	var source string
+	if r.cfg.SourceIdentity {
+		if source, err = r.source.name("", id); err != nil {
+			return SessionSpec{}, fmt.Errorf("resolve user %.64q: source identity: %w", id.User, err)
+		}
 	}
 	var tags []Tag
 	k := r.cfg.TagKeys
@@ -180,9 +277,37 @@ func (r *Resolver) Resolve(id auth.Identity) (SessionSpec, error) {
 		return SessionSpec{}, fmt.Errorf("resolve user %.64q: %w", id.User, err)
 	}
 	return SessionSpec{
-		RoleARN:     r.cfg.RoleARN,
-		SessionName: name,
-		Tags:        tags,
-		Duration:    r.cfg.Duration,
+		RoleARN:        r.roleFor(id),
+		SessionName:    name,
+		Tags:           tags,
+		SourceIdentity: source,
+		Duration:       r.cfg.Duration,
 	}, nil
+}
+
+// sessionName is Resolve's SessionName.
+//
+// Why it is unique per caller: a templated name is unique per User (see
+// nameTemplate.name) and never equals a reserved name (those hit are
+// replaced by the hashed form, which holds one '=' while reserved names
+// hold none). A reserved name is given to exactly one identity: the
+// tenant-only identity TenantOnlyUser(rule.Platform, tenant) of the one
+// tenant whose rule names it (names are unique across tenants).
+func (r *Resolver) sessionName(id auth.Identity) (string, error) {
+	if id.User == "" {
+		return "", fmt.Errorf("session name: empty user: %w", ErrInexpressible)
+	}
+	if rule, ok := r.cfg.Tenants[id.Tenant]; ok && rule.SessionName != "" &&
+		IsTenantOnly(id) && id.Platform == rule.Platform {
+		return rule.SessionName, nil
+	}
+	name, err := r.name.name(r.cfg.SessionNamePrefix, id)
+	if err != nil {
+		return "", err
+	}
+	if r.reserved[strings.ToLower(name)] {
+		// Only a verbatim name, prefix + User, can be hit.
+		return hashedName(r.cfg.SessionNamePrefix, id.User, id.User), nil
+	}
+	return name, nil
 }

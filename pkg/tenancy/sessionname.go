@@ -92,6 +92,17 @@ func SessionName(prefix, user string) (string, error) {
 		return name, nil
 	}
 
+	return hashedName(prefix, user, user), nil
+}
+
+// hashedName returns prefix + readable' + "=" + hash(user), where
+// readable' is readable with every character outside [\w+,.@-] (including
+// '=') replaced by '_', truncated so the name fits 64 characters, and hash
+// is the first 16 characters of the lowercase base32 SHA-256 of user. The
+// result contains exactly one '=' whatever readable is, and is unique per
+// user (see SessionName); readable only makes it legible. prefix must be
+// valid (validatePrefix).
+func hashedName(prefix, readable, user string) string {
 	sum := sha256.Sum256([]byte(user))
 	hash := sessionNameHash.EncodeToString(sum[:])[:sessionNameHashLen]
 	budget := maxSessionName - len(prefix) - 1 - sessionNameHashLen
@@ -101,7 +112,7 @@ func SessionName(prefix, user string) (string, error) {
 	n := 0
 	// Ranging over a string yields U+FFFD for each invalid UTF-8 byte;
 	// that only affects the readable part, the hash covers the raw bytes.
-	for _, c := range user {
+	for _, c := range readable {
 		if n == budget {
 			break
 		}
@@ -113,5 +124,5 @@ func SessionName(prefix, user string) (string, error) {
 	}
 	b.WriteByte('=')
 	b.WriteString(hash)
-	return b.String(), nil
+	return b.String()
 }
