@@ -42,6 +42,7 @@ type env struct {
 	logs     *syncBuffer
 	keys     map[string]string // user -> plaintext key
 	ledger   string            // usage ledger file
+	dir      string            // config directory
 	stop     func()            // stops the gateway and waits for it; idempotent
 
 	// release, if set, is closed by a test to let the fake send stream
@@ -98,6 +99,20 @@ func (b *syncBuffer) String() string {
 // against a fake STS and Bedrock, with API keys for the given users.
 func startEnv(t *testing.T, users ...devUser) *env {
 	t.Helper()
+	return startEnvWith(t, extraConfig{}, users...)
+}
+
+// extraConfig is YAML added inside the config's session and auth blocks
+// (indented two spaces), and before the gateway starts, a hook to create
+// keys of other kinds.
+type extraConfig struct {
+	session, auth string
+	setup         func(e *env)
+}
+
+// startEnvWith is startEnv with more configuration.
+func startEnvWith(t *testing.T, extra extraConfig, users ...devUser) *env {
+	t.Helper()
 	e := &env{keys: map[string]string{}}
 	e.fake = fakeaws.New(fakeaws.Options{
 		Region: testRegion,
@@ -147,11 +162,19 @@ aws:
   sts_endpoint: %s
 session:
   role_arn: %s
+%s
 auth:
   api_keys_file: keys.json
+  keys_reload: 10ms
+%s
 usage:
   ledger: usage.jsonl
-`, testRegion, stsSrv.URL, testInvokeRole))
+`, testRegion, stsSrv.URL, testInvokeRole, extra.session, extra.auth))
+	e.dir = dir
+	e.keysFile = filepath.Join(dir, "keys.json")
+	if extra.setup != nil {
+		extra.setup(e)
+	}
 	e.ledger = filepath.Join(dir, "usage.jsonl")
 
 	// The gateway's own identity comes from the standard credential chain:
