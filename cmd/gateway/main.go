@@ -7,7 +7,7 @@
 // Usage:
 //
 //	gateway serve -config FILE [-listen ADDR]
-//	gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+//	gateway keys create|list|revoke|rotate|update -config FILE ...
 //	gateway dev [-listen ADDR] [-tls-listen ADDR]
 package main
 
@@ -39,7 +39,12 @@ func main() {
 
 const usageText = `usage:
   gateway serve -config FILE [-listen ADDR]
-  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C] [--expires 90d]
+                     [--platform-tenants a,b | --platform-tenant-pattern RE] [--platform-allow-user]
+  gateway keys list   -config FILE
+  gateway keys revoke -config FILE --id ID
+  gateway keys rotate -config FILE --id ID [--grace 24h]
+  gateway keys update -config FILE --id ID [--team T] [--tenant X] [--cost-center C] [--expires 90d|never]
   gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
   gateway version`
 
