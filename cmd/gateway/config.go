@@ -30,9 +30,15 @@ type Config struct {
 	// /healthz), kept off the data plane. Default "127.0.0.1:9090"; "off"
 	// disables it. The -admin-listen flag overrides it.
 	AdminListen string `yaml:"admin_listen"`
+	// AdminPprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener. Default false: profiles reveal memory contents.
+	AdminPprof bool `yaml:"admin_pprof"`
 	// TLS, when both files are set, serves HTTPS (HTTP/1.1 and HTTP/2) on
-	// Listen. AWS SDKs for Go send bearer tokens only over HTTPS.
+	// Listen. AWS SDKs for Go send bearer tokens only over HTTPS. Without
+	// it, Listen serves HTTP/1.1 and h2c (HTTP/2 with prior knowledge).
 	TLS TLSConfig `yaml:"tls"`
+	// Server bounds what the data-plane listener accepts and how it stops.
+	Server ServerConfig `yaml:"server"`
 	// AWS says where AWS is.
 	AWS AWSConfig `yaml:"aws"`
 	// Session says how callers become STS sessions.
@@ -59,6 +65,36 @@ type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key. Default none.
 	KeyFile string `yaml:"key_file"`
+}
+
+// ServerConfig holds the data-plane listener's limits and its shutdown
+// sequence. There is deliberately no write timeout: a model stream may
+// legitimately run for many minutes (proxy.stream_idle_timeout cuts a
+// stalled one).
+type ServerConfig struct {
+	// ReadHeaderTimeout is the longest a client may take to send its
+	// request headers (slowloris). Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// MaxHeaderBytes bounds request headers, in bytes (HTTP/1.1 header
+	// block; HTTP/2 header list). Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default
+	// 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// HTTP2MaxConcurrentStreams is the most concurrent streams one HTTP/2
+	// client connection may open. Default 250.
+	HTTP2MaxConcurrentStreams int `yaml:"http2_max_concurrent_streams"`
+	// DrainDelay: on SIGTERM /readyz fails at once, but the listener keeps
+	// accepting this long so that load balancers stop sending traffic
+	// before connections are refused. Default 5s; "0s" for none.
+	DrainDelay *time.Duration `yaml:"drain_delay"`
+	// ShutdownGrace is how long open requests and streams get to finish
+	// once the listener is closed; the rest are then cancelled and
+	// counted. Default 30s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ReadinessSTSInterval is the longest /readyz reuses a successful
+	// GetCallerIdentity check before calling STS again. Default 15s.
+	ReadinessSTSInterval time.Duration `yaml:"readiness_sts_interval"`
 }
 
 // AWSConfig locates AWS. The gateway's own identity (used only to call STS)
@@ -377,6 +413,7 @@ func (c *Config) applyDefaults(getenv func(string) string) {
 	if c.AdminListen == "" {
 		c.AdminListen = "127.0.0.1:9090"
 	}
+	c.Server.applyDefaults()
 	if c.AWS.Region == "" {
 		c.AWS.Region = getenv("AWS_REGION")
 	}
@@ -436,6 +473,39 @@ func (c *Config) applyDefaults(getenv func(string) string) {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+}
+
+func (s *ServerConfig) applyDefaults() {
+	if s.ReadHeaderTimeout == 0 {
+		s.ReadHeaderTimeout = 10 * time.Second
+	}
+	if s.MaxHeaderBytes == 0 {
+		s.MaxHeaderBytes = 64 << 10
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = 120 * time.Second
+	}
+	if s.HTTP2MaxConcurrentStreams == 0 {
+		s.HTTP2MaxConcurrentStreams = 250
+	}
+	if s.DrainDelay == nil {
+		d := 5 * time.Second
+		s.DrainDelay = &d
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = 30 * time.Second
+	}
+	if s.ReadinessSTSInterval == 0 {
+		s.ReadinessSTSInterval = 15 * time.Second
+	}
+}
+
+// drainDelay is DrainDelay with its default, for configs built in code.
+func (s *ServerConfig) drainDelay() time.Duration {
+	if s.DrainDelay == nil {
+		return 0
+	}
+	return *s.DrainDelay
 }
 
 // defaultBedrockEndpoint is the public Bedrock Runtime endpoint of a
@@ -502,6 +572,23 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls: cert_file and key_file must be set together")
+	}
+	for path, d := range map[string]time.Duration{
+		"server.read_header_timeout": c.Server.ReadHeaderTimeout, "server.idle_timeout": c.Server.IdleTimeout,
+		"server.drain_delay": c.Server.drainDelay(), "server.shutdown_grace": c.Server.ShutdownGrace,
+		"server.readiness_sts_interval": c.Server.ReadinessSTSInterval,
+	} {
+		if d < 0 {
+			add("%s: must not be negative, got %v", path, d)
+		}
+	}
+	if n := c.Server.MaxHeaderBytes; n < 0 || n > 16<<20 {
+		add("server.max_header_bytes: must be 0..16777216, got %d", n)
+	}
+	// SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 section 6.5.2) is a
+	// 32-bit value; more than 65536 streams on one connection is a typo.
+	if n := c.Server.HTTP2MaxConcurrentStreams; n < 0 || n > 1<<16 {
+		add("server.http2_max_concurrent_streams: must be 0..65536, got %d", n)
 	}
 	if c.AWS.Region == "" {
 		add("aws.region: required (or set AWS_REGION)")

@@ -43,6 +43,7 @@ type env struct {
 	keys     map[string]string // user -> plaintext key
 	ledger   string            // usage ledger file
 	dir      string            // config directory
+	cfgFile  string            // the config file
 	stop     func()            // stops the gateway and waits for it; idempotent
 
 	// release, if set, is closed by a test to let the fake send stream
@@ -108,6 +109,13 @@ func startEnv(t *testing.T, users ...devUser) *env {
 type extraConfig struct {
 	session, auth string
 	setup         func(e *env)
+	// server is YAML inside the server block (indented two spaces);
+	// default "drain_delay: 0s", so that stopping a test is quick.
+	server string
+	// top is YAML added at the top level, e.g. "admin_pprof: true".
+	top string
+	// plain serves plain HTTP (HTTP/1.1 and h2c) instead of TLS.
+	plain bool
 }
 
 // startEnvWith is startEnv with more configuration.
@@ -153,10 +161,21 @@ func startEnvWith(t *testing.T, extra extraConfig, users ...devUser) *env {
 		t.Fatal(err)
 	}
 	cfgFile := filepath.Join(dir, "gateway.yaml")
+	tlsLine := "tls: {cert_file: cert.pem, key_file: key.pem}"
+	if extra.plain {
+		tlsLine = ""
+	}
+	if extra.server == "" {
+		extra.server = "  drain_delay: 0s"
+	}
+	e.cfgFile = cfgFile
 	writeFile(t, cfgFile, fmt.Sprintf(`
 listen: "127.0.0.1:0"
 admin_listen: "127.0.0.1:0"
-tls: {cert_file: cert.pem, key_file: key.pem}
+%s
+server:
+%s
+%s
 aws:
   region: %s
   sts_endpoint: %s
@@ -169,7 +188,7 @@ auth:
 %s
 usage:
   ledger: usage.jsonl
-`, testRegion, stsSrv.URL, testInvokeRole, extra.session, extra.auth))
+`, tlsLine, extra.server, extra.top, testRegion, stsSrv.URL, testInvokeRole, extra.session, extra.auth))
 	e.dir = dir
 	e.keysFile = filepath.Join(dir, "keys.json")
 	if extra.setup != nil {
@@ -212,6 +231,9 @@ usage:
 		select {
 		case addr := <-e.logs.addr:
 			e.baseURL = "https://" + addr
+			if extra.plain {
+				e.baseURL = "http://" + addr
+			}
 		case addr := <-e.logs.admin:
 			e.adminURL = "http://" + addr
 		case err := <-done:

@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	gateway serve -config FILE [-listen ADDR]
+//	gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
 //	gateway keys create|list|revoke|rotate|update -config FILE ...
 //	gateway dev [-listen ADDR] [-tls-listen ADDR]
 package main
@@ -26,7 +26,14 @@ import (
 var version = "dev"
 
 func main() {
+	// SIGTERM (or Ctrl-C) starts a graceful shutdown; a second one kills
+	// the process at once, as the signal's default action. SIGHUP (config
+	// reload) is handled by `serve` itself.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -38,7 +45,8 @@ func main() {
 }
 
 const usageText = `usage:
-  gateway serve -config FILE [-listen ADDR]
+  gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
+                (SIGHUP reloads the config; SIGTERM drains, then stops)
   gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C] [--expires 90d]
                      [--platform-tenants a,b | --platform-tenant-pattern RE] [--platform-allow-user]
   gateway keys list   -config FILE

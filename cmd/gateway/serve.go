@@ -10,23 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
-	"github.com/bedrock-gateway/gateway/pkg/limits"
-	"github.com/bedrock-gateway/gateway/pkg/proxy"
-	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
-	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // shutdownGrace is how long open requests (streams included) get to finish
@@ -36,81 +30,154 @@ const shutdownGrace = 30 * time.Second
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config file (required)")
+	configPath := fs.String("config", "", "config file (required); re-read on SIGHUP")
 	listen := fs.String("listen", "", "data-plane address, overrides the config's listen")
-	adminListen := fs.String("admin-listen", "", "admin address (/metrics, /healthz), overrides the config's admin_listen; off to disable")
+	adminListen := fs.String("admin-listen", "", "admin address (/metrics, /healthz, /readyz), overrides the config's admin_listen; off to disable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *configPath == "" {
 		return errors.New("serve: -config is required")
 	}
-	cfg, err := loadConfig(*configPath, getenv)
+	// load reads the config file with the flags applied, at start and on
+	// every reload.
+	load := func(path string) (*Config, error) {
+		cfg, err := loadConfig(path, getenv)
+		if err != nil {
+			return nil, err
+		}
+		if *listen != "" {
+			cfg.Listen = *listen
+		}
+		if *adminListen != "" {
+			cfg.AdminListen = *adminListen
+		}
+		return cfg, nil
+	}
+	cfg, err := load(*configPath)
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *adminListen != "" {
-		cfg.AdminListen = *adminListen
-	}
-	logger, err := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger, err := newLogger(cfg.Log, stderr, level)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h, closeGateway, err := newGateway(ctx, cfg, nil, logger, reg, stdout)
+	ops, err := newOpsMetrics(reg)
 	if err != nil {
 		return err
 	}
-	defer closeGateway()
+	c, err := newCore(ctx, cfg, nil, logger, reg, stdout)
+	if err != nil {
+		return err
+	}
+	defer c.close() // last: the ledger closes after every request is done
+	gen, err := c.build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	sw := newSwitcher(gen)
+	defer func() {
+		if !sw.close(10 * time.Second) {
+			logger.Error("requests still hold a config 10s after shutdown")
+		}
+	}()
+	ready := &readiness{check: c.checkSTS, okTTL: cfg.Server.ReadinessSTSInterval, failTTL: 2 * time.Second,
+		timeout: 3 * time.Second, now: time.Now, logger: logger}
+	ready.seed(c.logIdentity(ctx))
+
 	var tlsCfg *tls.Config
 	if cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))
+		certs, err := newCertReloader(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile), certCheckInterval, time.Now, logger)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsCfg = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bedrock_gateway_tls_certificate_expiry_timestamp_seconds",
+			Help: "Unix time at which the data plane's current TLS certificate expires.",
+		}, certs.notAfter))
 	}
+
+	// SIGHUP reloads the config. Registered before the listeners announce
+	// themselves, so a SIGHUP sent after "listening" never kills the
+	// process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rl := &reloader{path: *configPath, load: load, core: c, sw: sw, level: level, logger: logger, metrics: ops}
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP: reloading the config", "path", *configPath)
+				rl.reload(reloadCtx)
+			}
+		}
+	}()
+	defer func() {
+		stopReloads()
+		<-reloadDone
+	}()
+
 	ln, err := listenOn(cfg.Listen, tlsCfg)
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
-	if cfg.AdminListen == "off" {
-		return serveUntilDone(ctx, ln, h, logger)
+	var adminLn net.Listener
+	if cfg.AdminListen != "off" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin_listen: %w", err)
+		}
 	}
-	adminLn, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("admin_listen: %w", err)
+	logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "h2c", tlsCfg == nil)
+	if adminLn == nil {
+		return serveData(ctx, ln, sw, cfg.Server, logger, ready, ops)
 	}
-	logger.Info("admin listening", "addr", adminLn.Addr().String())
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveUntilDone(gctx, ln, h, logger) })
-	g.Go(func() error { return serveUntilDone(gctx, adminLn, adminHandler(reg), logger) })
-	return g.Wait()
+	logger.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
+
+	// The admin listener outlives the data plane's shutdown, so probes
+	// see /readyz fail and scrapes see the cancelled-requests count.
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- serveAdmin(adminCtx, adminLn, adminHandler(reg, ready, cfg.AdminPprof), logger) }()
+	dataCtx, stopData := context.WithCancel(ctx)
+	defer stopData()
+	dataErr := make(chan error, 1)
+	go func() { dataErr <- serveData(dataCtx, ln, sw, cfg.Server, logger, ready, ops) }()
+	select {
+	case err = <-dataErr:
+		stopAdmin()
+		if aerr := <-adminErr; err == nil {
+			err = aerr
+		}
+	case err = <-adminErr:
+		logger.Error("admin listener failed; shutting down", "error", err)
+		stopData()
+		<-dataErr
+	}
+	return err
 }
 
-// adminHandler serves what operators scrape and probe, on a listener of
-// its own so that it is never exposed with the data plane.
-func adminHandler(reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-	return mux
-}
+// certCheckInterval is how often, at most, the TLS files are checked for
+// a new certificate.
+const certCheckInterval = 5 * time.Second
 
-func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+func newLogger(c LogConfig, w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -118,153 +185,29 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
 }
 
-// newGateway wires the data path: auth → tenancy → sessioncache → proxy.
-// stsCreds is the gateway's own identity for calling STS; nil means the
-// standard SDK credential chain. It is given to the STS client only: the
-// proxy has no way to reach it, so a Bedrock call can never be signed with
-// the gateway's own credentials.
+// newGateway wires the data path (auth → tenancy → sessioncache → proxy)
+// from one config, for callers that never reload (gateway dev). stsCreds
+// is the gateway's own identity for calling STS; nil means the standard
+// SDK credential chain. It is given to the STS client only: the proxy has
+// no way to reach it, so a Bedrock call can never be signed with the
+// gateway's own credentials.
 //
-// The returned close function stops background session refreshes.
+// The returned close function stops background work and closes the ledger.
 func newGateway(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider, logger *slog.Logger, reg prometheus.Registerer, stdout io.Writer) (http.Handler, func(), error) {
-	keys, err := auth.NewKeyWatcher(cfg.path(cfg.Auth.APIKeysFile), cfg.Auth.KeysReload, logger)
-	if err != nil {
-		return nil, nil, fmt.Errorf("auth.api_keys_file: %w", err)
-	}
-	var verifier *auth.OIDCVerifier
-	if len(cfg.Auth.OIDC.Issuers) > 0 {
-		if verifier, err = auth.NewOIDCVerifier(ctx, cfg.Auth.OIDC.auth()); err != nil {
-			return nil, nil, fmt.Errorf("auth.oidc: %w", err)
-		}
-		// Discovery is lazy; say now if an issuer cannot be reached.
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := verifier.Discover(dctx); err != nil {
-			logger.Warn("OIDC discovery failed; tokens from that issuer are refused until it answers", "error", err)
-		}
-		cancel()
-	}
-	resolver, err := tenancy.NewResolver(cfg.tenancyConfig())
-	if err != nil {
-		return nil, nil, fmt.Errorf("session: %w", err)
-	}
-
-	var awsCfg aws.Config
-	if stsCreds == nil {
-		awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.AWS.Region))
-		if err != nil {
-			return nil, nil, fmt.Errorf("load AWS configuration: %w", err)
-		}
-	} else {
-		awsCfg = aws.Config{Region: cfg.AWS.Region, Credentials: stsCreds}
-	}
-	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
-		if cfg.AWS.STSEndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.AWS.STSEndpoint)
-		}
-	})
-	cache, err := sessioncache.New(sessioncache.Config{
-		STS:              stsClient,
-		Size:             cfg.Session.CacheSize,
-		ExpiryMargin:     cfg.Session.ExpiryMargin,
-		RefreshBefore:    cfg.Session.RefreshBefore,
-		RefreshJitter:    cfg.Session.RefreshJitter,
-		STSTimeout:       cfg.STS.Timeout,
-		Rate:             cfg.STS.Rate,
-		NewSessionShare:  cfg.STS.NewSessionShare,
-		AdmissionWait:    cfg.STS.AdmissionWait,
-		NegativeTTL:      cfg.STS.NegativeTTL,
-		ThrottleCooldown: cfg.STS.ThrottleCooldown,
-		Registerer:       reg,
-	})
+	c, err := newCore(ctx, cfg, stsCreds, logger, reg, stdout)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The key store is re-read while the gateway runs, so a revocation
-	// reaches every replica reading the same file within keys_reload.
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		keys.Run(watchCtx)
-	}()
-	closeAll := func() {
-		stopWatch()
-		<-watchDone
-		cache.Close()
-	}
-	limiter, err := limits.New(limits.Config{Size: cfg.Session.CacheSize})
+	g, err := c.build(ctx, cfg)
 	if err != nil {
-		closeAll()
+		c.close()
 		return nil, nil, err
 	}
-	fail := func(err error) (http.Handler, func(), error) {
-		closeAll()
-		return nil, nil, err
-	}
-	endpoint, err := url.Parse(cfg.AWS.BedrockRuntimeEndpoint)
-	if err != nil {
-		return fail(fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err))
-	}
-	metrics, err := usage.NewMetrics(usage.MetricsConfig{
-		Registerer: reg,
-		Teams:      cfg.Usage.MetricLabels.Teams,
-		Tenants:    cfg.Usage.MetricLabels.Tenants,
-		Models:     cfg.Usage.MetricLabels.Models,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	recorders := usage.Recorders{metrics}
-	if cfg.Usage.Ledger != "off" {
-		path := cfg.Usage.Ledger
-		if path != "-" {
-			path = cfg.path(path)
-		}
-		ledger, err := usage.NewLedger(usage.LedgerConfig{Path: path, Stdout: stdout,
-			MaxBytes: cfg.Usage.LedgerMaxBytes, MaxBackups: cfg.Usage.LedgerMaxBackups})
-		if err != nil {
-			return fail(fmt.Errorf("usage.ledger: %w", err))
-		}
-		recorders = append(recorders, ledger)
-		closeCache := closeAll
-		// Sessions first, then the ledger, so no record is lost.
-		closeAll = func() {
-			closeCache()
-			if err := ledger.Close(); err != nil {
-				logger.Error("closing the usage ledger", "error", err)
-			}
-		}
-	}
-	p, err := proxy.New(proxy.Config{
-		Endpoint:      endpoint,
-		Region:        cfg.AWS.Region,
-		Authenticator: &auth.Chain{Keys: auth.NewDynamicAuthenticator(keys.Current), OIDC: verifier, Headers: cfg.Auth.TrustedHeaders.auth()},
-		Policy:        &policy{rules: resolver, limiter: limiter},
-		Resolver:      resolver,
-		Credentials:   cache,
-		BasePath:      cfg.Proxy.BasePath,
-		MaxBodyBytes:  cfg.Proxy.MaxBodyBytes,
-		Logger:        logger,
-		UserAgent:     "bedrock-gateway/" + version,
-
-		DisableMetadataStamp:  !*cfg.Proxy.StampRequestMetadata,
-		ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
-		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
-		Usage:                 recorders,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	// Say which identity the gateway calls STS as: the first thing an
-	// operator checks when AssumeRole is denied. Not fatal: STS may be
-	// briefly unreachable at start.
-	idCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if out, err := stsClient.GetCallerIdentity(idCtx, &sts.GetCallerIdentityInput{}); err != nil {
-		logger.Warn("could not confirm the gateway's own AWS identity", "error", err)
-	} else {
-		logger.Info("gateway AWS identity", "arn", aws.ToString(out.Arn), "invocation_role", cfg.Session.RoleARN)
-	}
-	return p, closeAll, nil
+	c.logIdentity(ctx)
+	return g.h, func() {
+		g.stop()
+		c.close()
+	}, nil
 }
 
 // checkIdentity reports whether id can become an STS session under cfg.
@@ -291,22 +234,13 @@ func listenOn(addr string, tlsCfg *tls.Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// newServer returns the HTTP server settings the gateway uses. There is no
-// write timeout: a model stream may legitimately run for minutes.
-func newServer(h http.Handler, logger *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-}
-
-// serveUntilDone serves on ln until ctx is done, then shuts down, giving
-// open requests shutdownGrace to finish.
+// serveUntilDone serves on ln with the default server limits until ctx is
+// done, then shuts down, giving open requests shutdownGrace to finish.
+// `gateway dev` uses it; `gateway serve` has serveData.
 func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
-	srv := newServer(h, logger)
+	var sc ServerConfig
+	sc.applyDefaults()
+	srv := newServer(h, logger, sc)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
