@@ -48,6 +48,7 @@ type core struct {
 	endpoint  *url.URL
 	recorders usage.Recorders
 	ledger    *usage.Ledger // nil when usage.ledger is off
+	metrics   *proxy.Metrics
 }
 
 // newCore builds the process-lifetime part of the gateway. stsCreds is the
@@ -87,7 +88,11 @@ func newCore(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider,
 	if err != nil {
 		return nil, err
 	}
-	c := &core{cfg: cfg, logger: logger, sts: stsClient, limiter: limiter, endpoint: endpoint, recorders: usage.Recorders{metrics}}
+	proxyMetrics, err := proxy.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	c := &core{cfg: cfg, logger: logger, sts: stsClient, limiter: limiter, endpoint: endpoint, recorders: usage.Recorders{metrics}, metrics: proxyMetrics}
 	if cfg.Usage.Ledger != "off" {
 		path := cfg.Usage.Ledger
 		if path != "-" {
@@ -201,6 +206,7 @@ func (c *core) build(ctx context.Context, cfg *Config) (*generation, error) {
 		ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
 		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
 		Usage:                 c.recorders,
+		Metrics:               c.metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -64,7 +65,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	ops, err := newOpsMetrics(reg)
 	if err != nil {
 		return err
@@ -260,4 +261,15 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, logger
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// buildInfo is the constant bedrock_gateway_build_info metric: which
+// version is running, for dashboards and alerts across a fleet.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bedrock_gateway_build_info",
+		Help: "Always 1; its labels say which gateway version and Go toolchain are running.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(version, runtime.Version()).Set(1)
+	return g
 }

@@ -98,6 +98,10 @@ type Config struct {
 	// Policy admits or refuses authenticated requests (model allow-lists,
 	// request and token limits). Optional.
 	Policy Policy
+	// Metrics receives the proxy's metrics (in-flight requests and streams,
+	// auth failures, gateway overhead). Optional; build it once per
+	// process with NewMetrics.
+	Metrics *Metrics
 	// ResponseHeaderTimeout bounds the wait for Bedrock's response
 	// headers (a non-streaming call sends them only when the model is
 	// done). Default 10m. Used only for the default Transport.
@@ -171,10 +175,11 @@ func New(cfg Config) (*Proxy, error) {
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		ModifyResponse: p.tapResponse,
-		Transport:      &signingTransport{next: cfg.Transport, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now},
-		FlushInterval:  -1, // event streams: every read is flushed to the client at once
-		ErrorHandler:   p.upstreamError,
-		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Transport: &signingTransport{next: cfg.Transport, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now,
+			sent: func(st *reqState) { cfg.Metrics.observeOverhead(st.op, cfg.Now().Sub(st.start)) }},
+		FlushInterval: -1, // event streams: every read is flushed to the client at once
+		ErrorHandler:  p.upstreamError,
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 
 	notFound := func(w http.ResponseWriter, r *http.Request) {
@@ -221,6 +226,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w, now: p.cfg.Now}
 	rec.Header().Set("X-Gateway-Request-Id", st.id)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	if m := p.cfg.Metrics; m != nil {
+		m.inFlight.Inc()
+		defer m.inFlight.Dec()
+	}
 	defer p.finish(rec, r, st)
 	p.router.ServeHTTP(rec, r)
 }
@@ -267,7 +276,9 @@ func (p *Proxy) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := p.cfg.Authenticator.Authenticate(r)
 		if err != nil {
-			p.fail(w, r, authError(err))
+			e := authError(err)
+			p.cfg.Metrics.authFailure(e)
+			p.fail(w, r, e)
 			return
 		}
 		stateFrom(r.Context()).identity = &id
@@ -367,6 +378,8 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 	}
 }
 
+const msgNoCredentials = "missing credentials: send your gateway API key as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\", or an identity-provider token as a bearer token"
+
 // authError maps an authentication failure to the client's answer. The
 // cause, which may say why a credential was refused, goes to the log.
 func authError(err error) *Error {
@@ -378,7 +391,7 @@ func authError(err error) *Error {
 		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your key may not act for this tenant or user", Err: err}
 	case errors.Is(err, auth.ErrNoCredentials):
 		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied,
-			Msg: "missing credentials: send your gateway API key as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\", or an identity-provider token as a bearer token", Err: err}
+			Msg: msgNoCredentials, Err: err}
 	default:
 		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied, Msg: "the credentials are not valid", Err: err}
 	}
@@ -566,6 +579,8 @@ type signingTransport struct {
 	signer *v4.Signer
 	region string
 	now    func() time.Time
+	// sent, if set, is told when a request leaves for Bedrock.
+	sent func(*reqState)
 }
 
 var errNoSession = errors.New("no session credentials for this request")
@@ -577,6 +592,9 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			req.Body.Close()
 		}
 		return nil, errNoSession
+	}
+	if t.sent != nil {
+		t.sent(st)
 	}
 	out := req.Clone(req.Context())
 	out.Header.Del("Authorization")

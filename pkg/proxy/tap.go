@@ -29,6 +29,9 @@ type responseTap struct {
 	op        string
 	header    http.Header
 
+	// streamDone, if set, is called once when a relayed stream ends.
+	streamDone func()
+
 	mu     sync.Mutex // guards what the body reader writes, read by finish
 	meter  *usage.StreamMeter
 	buf    bytes.Buffer
@@ -50,6 +53,10 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
 		t.meter = usage.NewStreamMeter(st.op)
+		if m := p.cfg.Metrics; m != nil {
+			m.streams.Inc()
+			t.streamDone = m.streams.Dec
+		}
 	}
 	st.tap = t
 	st.out.idle.Reset(p.cfg.StreamIdleTimeout)
@@ -172,6 +179,9 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, st *reqState) {
 		u.ErrorType = rec.err.Type
 	}
 	if t := st.tap; t != nil {
+		if t.streamDone != nil {
+			t.streamDone()
+		}
 		u.UpstreamRequestID = t.requestID
 		var exception string
 		u.Tokens, exception = t.tokens()
