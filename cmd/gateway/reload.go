@@ -321,7 +321,12 @@ func (s *switcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// unless s is closed.
 		next := s.cur.Load()
 		if next == g {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			// Bedrock-shaped, like every answer the gateway gives itself.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Amzn-ErrorType", "ServiceUnavailableException")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"message":"the gateway is shutting down; retry"}`)
 			return
 		}
 		g = next
