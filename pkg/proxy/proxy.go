@@ -189,23 +189,28 @@ func New(cfg Config) (*Proxy, error) {
 		p.fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Type: typeValidation, Msg: "method not allowed for this operation"})
 	}
 	api := chi.NewRouter()
-	api.Use(p.authenticate)
-	for _, rt := range routes {
-		api.Method(rt.method, rt.pattern, p.handle(rt))
-	}
-	api.Post("/model/{modelId}/invoke-with-bidirectional-stream", func(w http.ResponseWriter, r *http.Request) {
-		stateFrom(r.Context()).op = opBidirectional
-		p.fail(w, r, &Error{Status: http.StatusNotImplemented, Type: typeValidation,
-			Msg: "InvokeModelWithBidirectionalStream is not supported by this gateway yet"})
-	})
+	// Claude Code probes the control plane at startup without credentials
+	// (its embedded AWS SDK does not send the gateway token there): a
+	// clean 404 for everyone, which reveals nothing.
 	inferenceProfiles := func(w http.ResponseWriter, r *http.Request) {
 		stateFrom(r.Context()).op = opInferenceProfiles
 		p.fail(w, r, &Error{Status: http.StatusNotFound, Type: typeNotFound,
 			Msg: "inference profiles are a Bedrock control-plane API; this gateway serves Bedrock Runtime only"})
 	}
-	api.Get("/gateway/whoami", p.whoami)
 	api.HandleFunc("/inference-profiles", inferenceProfiles)
 	api.HandleFunc("/inference-profiles/*", inferenceProfiles)
+	api.Group(func(api chi.Router) {
+		api.Use(p.authenticate)
+		for _, rt := range routes {
+			api.Method(rt.method, rt.pattern, p.handle(rt))
+		}
+		api.Post("/model/{modelId}/invoke-with-bidirectional-stream", func(w http.ResponseWriter, r *http.Request) {
+			stateFrom(r.Context()).op = opBidirectional
+			p.fail(w, r, &Error{Status: http.StatusNotImplemented, Type: typeValidation,
+				Msg: "InvokeModelWithBidirectionalStream is not supported by this gateway yet"})
+		})
+		api.Get("/gateway/whoami", p.whoami)
+	})
 	api.NotFound(notFound)
 	api.MethodNotAllowed(methodNotAllowed)
 	if cfg.BasePath == "" {
