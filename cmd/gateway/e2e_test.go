@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -320,7 +321,7 @@ func TestEndToEndAttribution(t *testing.T) {
 		if err := cs.GetStream().Close(); err != nil {
 			t.Errorf("%s: ConverseStream close: %v", u.user, err)
 		}
-		if err := cs.GetStream().Err(); err != nil {
+		if err := streamErr(cs.GetStream().Err()); err != nil {
 			t.Errorf("%s: ConverseStream: %v", u.user, err)
 		}
 		if !sawMetadata {
@@ -348,7 +349,7 @@ func TestEndToEndAttribution(t *testing.T) {
 			}
 		}
 		is.GetStream().Close()
-		if err := is.GetStream().Err(); err != nil || chunks == 0 {
+		if err := streamErr(is.GetStream().Err()); err != nil || chunks == 0 {
 			t.Errorf("%s: InvokeModelWithResponseStream: %d chunks, err %v", u.user, chunks, err)
 		}
 
@@ -689,4 +690,15 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	if !strings.Contains(err.Error(), "bogus_key") {
 		t.Errorf("error %q does not name the unknown key", err)
 	}
+}
+
+// streamErr is a finished SDK event stream's error, less one artifact: the
+// SDK's reader can report "use of closed network connection" when its
+// closer races its last read after every event has arrived (seen under
+// -race, about 1 run in 100). Every other error counts.
+func streamErr(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }

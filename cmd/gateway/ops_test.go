@@ -479,7 +479,7 @@ func TestGracefulShutdown(t *testing.T) {
 	for range events {
 		rest++
 	}
-	if err := stream.Err(); err != nil || rest == 0 {
+	if err := streamErr(stream.Err()); err != nil || rest == 0 {
 		t.Errorf("stream after shutdown began: %d more events, err %v; want it to finish", rest, err)
 	}
 	select {

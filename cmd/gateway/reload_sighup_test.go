@@ -70,7 +70,7 @@ func TestSIGHUPReload(t *testing.T) {
 	for range events {
 		rest++
 	}
-	if err := stream.Err(); err != nil || rest == 0 {
+	if err := streamErr(stream.Err()); err != nil || rest == 0 {
 		t.Errorf("stream open across the reload: %d more events, err %v", rest, err)
 	}
 
