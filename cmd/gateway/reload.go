@@ -104,6 +104,24 @@ func newCore(ctx context.Context, cfg *Config, stsCreds aws.CredentialsProvider,
 			return nil, fmt.Errorf("usage.ledger: %w", err)
 		}
 		c.recorders = append(c.recorders, c.ledger)
+		if reg != nil {
+			ledger := c.ledger
+			for _, m := range []prometheus.Collector{
+				prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "bedrock_gateway_usage_ledger_write_errors_total",
+					Help: "Usage records lost because the ledger could not be written (encoding, write, open or rotation failures).",
+				}, func() float64 { return float64(ledger.WriteErrors()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "bedrock_gateway_usage_ledger_dropped_total",
+					Help: "Usage records that arrived after the ledger was closed.",
+				}, func() float64 { return float64(ledger.Dropped()) }),
+			} {
+				if err := reg.Register(m); err != nil {
+					ledger.Close()
+					return nil, fmt.Errorf("register ledger metrics: %w", err)
+				}
+			}
+		}
 	}
 	c.cache, err = sessioncache.New(sessioncache.Config{
 		STS:              stsClient,
