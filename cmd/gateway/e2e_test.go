@@ -38,6 +38,9 @@ type env struct {
 	fake     *fakeaws.Server
 	baseURL  string // https://127.0.0.1:port
 	adminURL string // http://127.0.0.1:port
+	// bedrockURL is the fake Bedrock Runtime, given to the gateway as
+	// AWS_ENDPOINT_URL_BEDROCK_RUNTIME.
+	bedrockURL string
 	client   *http.Client
 	keysFile string
 	logs     *syncBuffer
@@ -207,6 +210,7 @@ usage:
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "")
+	e.bedrockURL = brSrv.URL
 	getenv := func(k string) string {
 		if k == "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" {
 			return brSrv.URL // the standard variable, honoured
