@@ -41,14 +41,14 @@ type env struct {
 	// bedrockURL is the fake Bedrock Runtime, given to the gateway as
 	// AWS_ENDPOINT_URL_BEDROCK_RUNTIME.
 	bedrockURL string
-	client   *http.Client
-	keysFile string
-	logs     *syncBuffer
-	keys     map[string]string // user -> plaintext key
-	ledger   string            // usage ledger file
-	dir      string            // config directory
-	cfgFile  string            // the config file
-	stop     func()            // stops the gateway and waits for it; idempotent
+	client     *http.Client
+	keysFile   string
+	logs       *syncBuffer
+	keys       map[string]string // user -> plaintext key
+	ledger     string            // usage ledger file
+	dir        string            // config directory
+	cfgFile    string            // the config file
+	stop       func()            // stops the gateway and waits for it; idempotent
 
 	// release, if set, is closed by a test to let the fake send stream
 	// event 1 (see startEnv's BeforeEvent hook).
