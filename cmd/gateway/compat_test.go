@@ -380,23 +380,13 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 	}
 
 	// The ledger's tokens for the session equal the bill's.
-	var bill usage.Tokens
-	for _, row := range e.fake.BillingRows() {
-		if row.IAMPrincipal != sessionARN(session) {
-			t.Errorf("billing row for another principal: %+v", row)
-			continue
-		}
-		switch {
-		case strings.HasSuffix(row.UsageType, "-cache-read-input-tokens"):
-			bill.CacheRead += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-cache-write-input-tokens"):
-			bill.CacheWrite += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-input-tokens"):
-			bill.Input += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-output-tokens"):
-			bill.Output += row.UsageAmount
+	billed := billedTokens(e.fake.BillingRows())
+	for principal := range billed {
+		if principal != sessionARN(session) {
+			t.Errorf("tokens billed to another principal: %s %+v", principal, billed[principal])
 		}
 	}
+	bill := billed[sessionARN(session)]
 	// Claude Code marks its prompt for caching: its input is billed as
 	// cache writes.
 	if bill.Input+bill.CacheRead+bill.CacheWrite == 0 || bill.Output == 0 {

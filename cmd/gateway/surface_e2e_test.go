@@ -14,6 +14,7 @@ import (
 	brtypes "github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -159,23 +160,7 @@ func TestEndToEndEveryRouteAndLedger(t *testing.T) {
 	if lines != 22 {
 		t.Errorf("ledger has %d records for 22 requests", lines)
 	}
-	bill := map[string]usage.Tokens{}
-	for _, row := range e.fake.BillingRows() {
-		t0 := bill[row.IAMPrincipal]
-		switch {
-		case strings.HasSuffix(row.UsageType, "-cache-read-input-tokens"):
-			t0.CacheRead += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-cache-write-input-tokens"):
-			t0.CacheWrite += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-input-tokens"):
-			t0.Input += row.UsageAmount
-		case strings.HasSuffix(row.UsageType, "-output-tokens"):
-			t0.Output += row.UsageAmount
-		default:
-			continue // guardrail units are not tokens
-		}
-		bill[row.IAMPrincipal] = t0
-	}
+	bill := billedTokens(e.fake.BillingRows())
 	if len(bill) != 2 {
 		t.Fatalf("bill has %d principals: %v", len(bill), bill)
 	}
@@ -187,4 +172,27 @@ func TestEndToEndEveryRouteAndLedger(t *testing.T) {
 	if diff := cmp.Diff(bill, ledger); diff != "" {
 		t.Errorf("ledger token totals per session differ from the bill (-bill +ledger):\n%s", diff)
 	}
+}
+
+// billedTokens sums the emulated bill's token rows per principal; other
+// usage types (guardrail units) are not tokens.
+func billedTokens(rows []fakeaws.BillingRow) map[string]usage.Tokens {
+	bill := map[string]usage.Tokens{}
+	for _, row := range rows {
+		t := bill[row.IAMPrincipal]
+		switch {
+		case strings.HasSuffix(row.UsageType, "-cache-read-input-tokens"):
+			t.CacheRead += row.UsageAmount
+		case strings.HasSuffix(row.UsageType, "-cache-write-input-tokens"):
+			t.CacheWrite += row.UsageAmount
+		case strings.HasSuffix(row.UsageType, "-input-tokens"):
+			t.Input += row.UsageAmount
+		case strings.HasSuffix(row.UsageType, "-output-tokens"):
+			t.Output += row.UsageAmount
+		default:
+			continue
+		}
+		bill[row.IAMPrincipal] = t
+	}
+	return bill
 }
