@@ -15,9 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"io/fs"
 	"net"
@@ -34,6 +31,8 @@ import (
 
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bedrock-gateway/gateway/internal/gateway"
 )
 
 func TestMain(m *testing.M) {
@@ -247,42 +246,11 @@ type serviceMonitor struct {
 	} `yaml:"spec"`
 }
 
-// gatewayYAML is the part of the gateway's config the manifests must agree
-// with. The whole file is checked against the schema by
-// TestConfigMapConfigUsesOnlyKnownKeys.
-type gatewayYAML struct {
-	Listen      string `yaml:"listen"`
-	AdminListen string `yaml:"admin_listen"`
-	TLS         struct {
-		CertFile string `yaml:"cert_file"`
-		KeyFile  string `yaml:"key_file"`
-	} `yaml:"tls"`
-	Server struct {
-		DrainDelay    *string `yaml:"drain_delay"`
-		ShutdownGrace string  `yaml:"shutdown_grace"`
-	} `yaml:"server"`
-	Session struct {
-		RoleARN string `yaml:"role_arn"`
-		TagKeys struct {
-			Team       *string `yaml:"team"`
-			Tenant     *string `yaml:"tenant"`
-			CostCenter *string `yaml:"cost_center"`
-			User       *string `yaml:"user"`
-		} `yaml:"tag_keys"`
-	} `yaml:"session"`
-	STS struct {
-		Rate float64 `yaml:"rate"`
-	} `yaml:"sts"`
-	Auth struct {
-		APIKeysFile string `yaml:"api_keys_file"`
-	} `yaml:"auth"`
-}
-
 // base is the kustomize base, loaded once per test.
 type base struct {
 	kust    kustomization
 	objects map[string]object // by kind
-	config  gatewayYAML
+	config  *gateway.Config   // the ConfigMap's config, through the gateway's loader
 	cfgPath string
 }
 
@@ -310,13 +278,11 @@ func loadBase(t *testing.T) *base {
 		t.Fatalf("kustomization configMapGenerator = %+v, want one ConfigMap from one file (gateway.yaml)", b.kust.ConfigMapGenerator)
 	}
 	b.cfgPath = filepath.Join(k8sDir, b.kust.ConfigMapGenerator[0].Files[0])
-	data, err := os.ReadFile(b.cfgPath)
+	cfg, err := gateway.Load(b.cfgPath, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(data, &b.config); err != nil {
-		t.Fatalf("%s: %v", b.cfgPath, err)
-	}
+	b.config = cfg
 	return b
 }
 
@@ -502,7 +468,7 @@ func TestDeployment(t *testing.T) {
 	// admin listener is reachable by the kubelet and Prometheus.
 	for _, l := range []struct {
 		key, addr, port string
-	}{{"listen", b.config.Listen, "https"}, {"admin_listen", b.config.AdminListen, "admin"}} {
+	}{{"listen", b.config.Listen, "https"}, {"admin.listen", b.config.Admin.Listen, "admin"}} {
 		host, port, err := net.SplitHostPort(l.addr)
 		if err != nil {
 			t.Errorf("%s %s: %q: %v", b.cfgPath, l.key, l.addr, err)
@@ -518,13 +484,7 @@ func TestDeployment(t *testing.T) {
 
 	// Shutdown: the kubelet must not SIGKILL before the gateway's drain
 	// delay and grace period are over.
-	drain, grace := 5*time.Second, 30*time.Second // the gateway's defaults
-	if s := b.config.Server.DrainDelay; s != nil {
-		drain = mustDuration(t, "server.drain_delay", *s)
-	}
-	if s := b.config.Server.ShutdownGrace; s != "" {
-		grace = mustDuration(t, "server.shutdown_grace", s)
-	}
+	drain, grace := b.config.Server.DrainDelay, b.config.Server.ShutdownGrace
 	tgp := 30 * time.Second // Kubernetes' default
 	if s := pod.TerminationGracePeriodSeconds; s != nil {
 		tgp = time.Duration(*s) * time.Second
@@ -532,15 +492,6 @@ func TestDeployment(t *testing.T) {
 	if tgp <= drain+grace {
 		t.Errorf("terminationGracePeriodSeconds = %v, want more than drain_delay + shutdown_grace = %v", tgp, drain+grace)
 	}
-}
-
-func mustDuration(t *testing.T, key, s string) time.Duration {
-	t.Helper()
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		t.Fatalf("%s: %v", key, err)
-	}
-	return d
 }
 
 func TestServicePDBHPAServiceMonitor(t *testing.T) {
@@ -609,9 +560,6 @@ func TestServicePDBHPAServiceMonitor(t *testing.T) {
 	// shared with every other STS caller (IAM User Guide, "STS request
 	// quotas"); the gateway's default sts.rate is 400.
 	rate := b.config.STS.Rate
-	if rate == 0 {
-		rate = 400
-	}
 	if total := rate * float64(h.Spec.MaxReplicas); total > 600 {
 		t.Errorf("sts.rate %v x maxReplicas %d = %v AssumeRole/s, want at most the account's 600", rate, h.Spec.MaxReplicas, total)
 	}
@@ -648,177 +596,77 @@ func TestKustomizeBuild(t *testing.T) {
 	}
 }
 
-// --- the gateway's config schema, read from cmd/gateway's source --------
+// --- gateway configs: every shipped and documented one loads ------------
 
-// schema is a YAML shape: a struct (fields), a map (any key, elem), a list
-// (elem) or a scalar (fields, elem nil). Duration scalars must parse.
-type schema struct {
-	fields   map[string]*schema
-	elem     *schema
-	isMap    bool
-	duration bool
-}
+// noEnv is an empty environment: a shipped config must not depend on the
+// machine that checks it.
+func noEnv(string) string { return "" }
 
-// loadConfigSchema builds the shape of the gateway's Config from the yaml
-// struct tags in cmd/gateway, so the check follows the loader exactly
-// (its decoder refuses unknown keys) without importing package main.
-func loadConfigSchema(t *testing.T) *schema {
-	t.Helper()
-	fset := token.NewFileSet()
-	pkgDir := filepath.Join("..", "cmd", "gateway")
-	matches, err := filepath.Glob(filepath.Join(pkgDir, "*.go"))
+// TestConfigsLoad loads every gateway config the project ships or
+// documents through the gateway's own loader (unknown keys refused, every
+// rule checked): configs/, the Kubernetes ConfigMap, and each YAML block
+// in the docs that is not a Kubernetes object.
+func TestConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "configs", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	structs := map[string]*ast.StructType{}
-	for _, f := range matches {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+	files = append(files, filepath.Join(k8sDir, "gateway.yaml"))
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			if _, err := gateway.Load(f, noEnv); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	var examples int
+	for _, doc := range []string{filepath.Join("..", "README.md"), filepath.Join("..", "docs", "clients.md"), "README.md"} {
+		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			if ts, ok := n.(*ast.TypeSpec); ok {
-				if st, ok := ts.Type.(*ast.StructType); ok {
-					structs[ts.Name.Name] = st
+		for i, block := range yamlBlocks(string(data)) {
+			if strings.Contains(block, "apiVersion:") {
+				continue // a Kubernetes object, not a gateway config
+			}
+			examples++
+			t.Run(fmt.Sprintf("%s block %d", doc, i+1), func(t *testing.T) {
+				if _, err := gateway.Parse([]byte(block), noEnv); err != nil {
+					t.Errorf("%v\n%s", err, block)
 				}
-			}
-			return true
-		})
-	}
-	var build func(expr ast.Expr, depth int) *schema
-	build = func(expr ast.Expr, depth int) *schema {
-		if depth > 10 {
-			t.Fatal("config schema nests too deep")
-		}
-		switch e := expr.(type) {
-		case *ast.StarExpr:
-			return build(e.X, depth)
-		case *ast.ArrayType:
-			return &schema{elem: build(e.Elt, depth+1)}
-		case *ast.MapType:
-			return &schema{isMap: true, elem: build(e.Value, depth+1)}
-		case *ast.SelectorExpr:
-			return &schema{duration: e.Sel.Name == "Duration"}
-		case *ast.Ident:
-			st, ok := structs[e.Name]
-			if !ok {
-				return &schema{} // string, int, bool, float64, ...
-			}
-			s := &schema{fields: map[string]*schema{}}
-			for _, f := range st.Fields.List {
-				if f.Tag == nil {
-					continue
-				}
-				tag, err := strconv.Unquote(f.Tag.Value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				name, _, _ := strings.Cut(reflect.StructTag(tag).Get("yaml"), ",")
-				if name == "" || name == "-" {
-					continue
-				}
-				s.fields[name] = build(f.Type, depth+1)
-			}
-			return s
-		}
-		t.Fatalf("config schema: unexpected type %T", expr)
-		return nil
-	}
-	if structs["Config"] == nil {
-		t.Fatalf("no Config struct in %s", pkgDir)
-	}
-	return build(ast.NewIdent("Config"), 0)
-}
-
-// check reports every place n does not fit s, by YAML path.
-func (s *schema) check(path string, n *yaml.Node) []string {
-	if n.Kind == yaml.DocumentNode {
-		return s.check(path, n.Content[0])
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
-	}
-	var problems []string
-	switch {
-	case s.fields != nil:
-		if n.Kind != yaml.MappingNode {
-			return []string{path + ": want a mapping"}
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			f, ok := s.fields[k]
-			if !ok {
-				problems = append(problems, fmt.Sprintf("%s%s: unknown key", path, k))
-				continue
-			}
-			problems = append(problems, f.check(path+k+".", n.Content[i+1])...)
-		}
-	case s.isMap:
-		if n.Kind != yaml.MappingNode {
-			return []string{strings.TrimSuffix(path, ".") + ": want a mapping"}
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			problems = append(problems, s.elem.check(path+n.Content[i].Value+".", n.Content[i+1])...)
-		}
-	case s.elem != nil:
-		if n.Kind != yaml.SequenceNode {
-			return []string{strings.TrimSuffix(path, ".") + ": want a list"}
-		}
-		for _, c := range n.Content {
-			problems = append(problems, s.elem.check(path, c)...)
-		}
-	default:
-		if n.Kind != yaml.ScalarNode {
-			return []string{strings.TrimSuffix(path, ".") + ": want a scalar"}
-		}
-		if s.duration {
-			if _, err := time.ParseDuration(n.Value); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", strings.TrimSuffix(path, "."), err))
-			}
+			})
 		}
 	}
-	return problems
-}
-
-func TestConfigMapConfigUsesOnlyKnownKeys(t *testing.T) {
-	s := loadConfigSchema(t)
-	for _, path := range []string{
-		filepath.Join(k8sDir, "gateway.yaml"),
-		// The example is loaded by cmd/gateway's own tests: it proves this
-		// schema reading agrees with the real loader.
-		filepath.Join("..", "configs", "gateway.example.yaml"),
-	} {
-		t.Run(path, func(t *testing.T) {
-			docs := readYAMLDocs(t, path)
-			if len(docs) != 1 {
-				t.Fatalf("%s has %d documents, want 1", path, len(docs))
-			}
-			if p := s.check("", docs[0]); len(p) > 0 {
-				t.Errorf("%s does not fit the gateway's config:\n%s", path, strings.Join(p, "\n"))
-			}
-		})
+	if examples == 0 {
+		t.Error("no gateway config example found in the docs; the README should show one")
 	}
-	// The check refuses what the loader refuses.
+	// The loader is strict: a wrong key anywhere is refused, named.
 	for _, tc := range []struct{ name, yaml, want string }{
-		{"unknown top-level key", "listen: ':1'\nlisten_addr: ':2'\n", "listen_addr: unknown key"},
-		{"unknown nested key", "session:\n  role: x\n", "session.role: unknown key"},
-		{"bad duration", "sts:\n  timeout: 10\n", "sts.timeout: time: missing unit"},
-		{"map of structs", "session:\n  teams:\n    a: {modelz: []}\n", "session.teams.a.modelz: unknown key"},
-		{"list for scalar", "log:\n  level: [info]\n", "log.level: want a scalar"},
+		{"unknown top-level key", "listen_addr: ':2'\n", "listen_addr"},
+		{"unknown nested key", "server:\n  write_timeout: 1s\n", "write_timeout"},
+		{"duration without unit", "sts:\n  timeout: 10\n", "time.Duration"},
+		{"map of structs", "policy:\n  teams:\n    a: {modelz: []}\n", "modelz"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var n yaml.Node
-			if err := yaml.Unmarshal([]byte(tc.yaml), &n); err != nil {
-				t.Fatal(err)
-			}
-			got := strings.Join(s.check("", &n), "\n")
-			if !strings.Contains(got, tc.want) {
-				t.Errorf("check(%q) = %q, want it to report %q", tc.yaml, got, tc.want)
+			_, err := gateway.Parse([]byte("aws: {region: us-east-1}\nsession: {role_arn: 'arn:aws:iam::123456789012:role/R'}\nauth: {api_keys_file: k.json}\n"+tc.yaml), noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) = %v, want an error naming %s", tc.yaml, err, tc.want)
 			}
 		})
+	}
+}
+
+// yamlBlocks returns the fenced ```yaml blocks of a Markdown text.
+func yamlBlocks(md string) []string {
+	var blocks []string
+	for {
+		_, rest, ok := strings.Cut(md, "```yaml\n")
+		if !ok {
+			return blocks
+		}
+		block, after, _ := strings.Cut(rest, "```")
+		blocks = append(blocks, block)
+		md = after
 	}
 }
 

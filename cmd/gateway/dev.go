@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,17 +11,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/bedrock-gateway/gateway/internal/devcert"
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/internal/gateway"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/server"
 )
 
 // Identities of the emulated AWS account `gateway dev` runs against.
@@ -43,10 +39,11 @@ var devUsers = []devUser{
 }
 
 // cmdDev runs the gateway against AWS emulated in-process (internal/fakeaws):
-// no AWS account, no credentials. It is the first thing a newcomer runs.
-func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// no AWS account, no credentials. It is the first thing a newcomer runs,
+// and it runs the same gateway as `serve`, built by the same constructor.
+func cmdDev(ctx context.Context, args []string, p process) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(p.stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "plain-HTTP data-plane address (curl, boto3)")
 	tlsListen := fs.String("tls-listen", "127.0.0.1:8443", "HTTPS data-plane address (Go and JS SDKs need HTTPS for bearer tokens); empty to disable")
 	dataDir := fs.String("data", "", "directory for the demo key store and certificate (default: a new temporary directory)")
@@ -65,7 +62,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := slog.New(slog.NewTextHandler(p.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	// The emulated AWS: STS and Bedrock Runtime on one loopback listener.
 	fake := fakeaws.New(fakeaws.Options{AccountID: devAccount, Region: devRegion, Roles: []string{devInvokeRole}})
@@ -74,99 +71,83 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	fakeURL := "http://" + fakeLn.Addr().String()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveUntilDone(gctx, fakeLn, fake.Handler(), logger) })
-	// Whatever fails below, stop the emulator before returning.
-	stopFake := func(err error) error {
-		fakeLn.Close()
-		_ = g.Wait()
-		return err
-	}
+	fakeCtx, stopFake := context.WithCancel(context.WithoutCancel(ctx))
+	fakeDone := make(chan error, 1)
+	go func() {
+		fakeDone <- server.Serve(fakeCtx, fakeLn, fake.Handler(), server.Config{}, server.Options{Logger: logger})
+	}()
+	defer func() {
+		stopFake()
+		<-fakeDone
+	}()
 
 	// Demo keys.
 	keysFile := filepath.Join(dir, "keys.json")
-	type demoKey struct {
-		devUser
-		key string
-	}
-	var keys []demoKey
+	var keys []string
 	for _, u := range devUsers {
 		k, _, err := auth.CreateKey(keysFile, u.user, u.team, u.tenant, u.costCenter, time.Now())
 		if err != nil {
-			return stopFake(fmt.Errorf("create demo key: %w", err))
+			return fmt.Errorf("create demo key: %w", err)
 		}
-		keys = append(keys, demoKey{u, k})
+		keys = append(keys, k)
 	}
 
-	cfg := &Config{
-		Listen:  *listen,
-		AWS:     AWSConfig{Region: devRegion, STSEndpoint: fakeURL, BedrockRuntimeEndpoint: fakeURL},
-		Session: SessionConfig{RoleARN: devInvokeRole},
-		Auth:    AuthConfig{APIKeysFile: keysFile},
-		Usage:   UsageConfig{Ledger: filepath.Join(dir, "usage.jsonl")},
-		Log:     LogConfig{Format: "text"},
-	}
-	cfg.applyDefaults(func(string) string { return "" })
-	if err := cfg.Validate(); err != nil {
-		return stopFake(fmt.Errorf("dev config: %w", err))
-	}
+	cfg := gateway.Default()
+	cfg.Listen, cfg.Admin.Listen, cfg.Server.DrainDelay = *listen, gateway.AdminOff, 0
+	cfg.AWS = gateway.AWSConfig{Region: devRegion, STSEndpoint: fakeURL, BedrockRuntimeEndpoint: fakeURL}
+	cfg.Session.RoleARN, cfg.Auth.APIKeysFile = devInvokeRole, keysFile
+	cfg.Usage.Ledger, cfg.Log.Format = filepath.Join(dir, "usage.jsonl"), "text"
 	root := fake.RootCredentials(devGatewayRole)
-	h, closeGateway, err := newGateway(ctx, cfg, credentials.StaticCredentialsProvider{Value: root}, logger, prometheus.NewRegistry(), stdout)
+	g, err := gateway.New(ctx, &cfg, gateway.Options{Credentials: credentials.StaticCredentialsProvider{Value: root},
+		Logger: logger, Stdout: p.stdout, Version: version})
 	if err != nil {
-		return stopFake(err)
+		return fmt.Errorf("dev: %w", err)
 	}
-	defer closeGateway()
+	defer g.Close(closeTimeout)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /_dev/billing", func(w http.ResponseWriter, r *http.Request) { writeBilling(w, r, fake) })
-	mux.Handle("/", h)
+	mux.Handle("GET /_dev/billing", fake.BillingHandler())
+	mux.Handle("/", g.Handler())
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ls := gateway.Listeners{Handler: mux}
+	ln, err := p.listen("data", cfg.Listen)
 	if err != nil {
-		return stopFake(err)
+		return err
 	}
-	var tlsLn net.Listener
+	ls.Data = append(ls.Data, ln)
+	var tlsAddr net.Addr
 	var certFile string
 	if *tlsListen != "" {
-		cf, kf, err := writeSelfSignedCert(dir, time.Now())
+		cf, kf, err := devcert.Write(dir, time.Now())
 		if err != nil {
 			ln.Close()
-			return stopFake(err)
+			return err
 		}
 		cert, err := tls.LoadX509KeyPair(cf, kf)
 		if err != nil {
 			ln.Close()
-			return stopFake(err)
+			return err
 		}
-		certFile = cf
-		tlsLn, err = listenOn(*tlsListen, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tln, err := p.listen("data-tls", *tlsListen)
 		if err != nil {
 			ln.Close()
-			return stopFake(err)
+			return err
 		}
+		certFile, tlsAddr = cf, tln.Addr()
+		ls.Data = append(ls.Data, withTLS(tln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	}
-
-	printDevBanner(stdout, ln.Addr().String(), tlsLn, certFile, cfg.Usage.Ledger, keys[0].key, keys[1].key)
-
-	g.Go(func() error { return serveUntilDone(gctx, ln, mux, logger) })
-	if tlsLn != nil {
-		g.Go(func() error { return serveUntilDone(gctx, tlsLn, mux, logger) })
-	}
-	err = g.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	printDevBanner(p.stdout, ln.Addr().String(), tlsAddr, certFile, cfg.Usage.Ledger, keys[0], keys[1])
+	return g.Serve(ctx, ls)
 }
 
-func printDevBanner(w io.Writer, addr string, tlsLn net.Listener, certFile, ledger, aliceKey, bobKey string) {
+func printDevBanner(w io.Writer, addr string, tlsAddr net.Addr, certFile, ledger, aliceKey, bobKey string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, `
 bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing is billed)
 
   gateway (HTTP)   %s
 `, base)
-	if tlsLn != nil {
-		fmt.Fprintf(w, "  gateway (HTTPS)  https://%s   (self-signed; CA bundle: %s)\n", tlsLn.Addr(), certFile)
+	if tlsAddr != nil {
+		fmt.Fprintf(w, "  gateway (HTTPS)  https://%s   (self-signed; CA bundle: %s)\n", tlsAddr, certFile)
 	}
 	fmt.Fprintf(w, `  invocation role  %s
   billing rows     %s/_dev/billing   (what CUR 2.0 would show; add ?format=table)
@@ -184,8 +165,8 @@ try it:
 
 point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
 `, devInvokeRole, base, ledger, aliceKey, bobKey, base, aliceKey, base)
-	if tlsLn != nil {
-		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://%s\n  export AWS_CA_BUNDLE=%s\n", tlsLn.Addr(), certFile)
+	if tlsAddr != nil {
+		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://%s\n  export AWS_CA_BUNDLE=%s\n", tlsAddr, certFile)
 	} else {
 		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=%s\n", base)
 	}
@@ -196,40 +177,4 @@ point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
 
 press Ctrl-C to stop.
 `, bobKey, devRegion)
-}
-
-// writeBilling serves the emulated CUR 2.0 rows: JSON by default, or an
-// aligned table with ?format=table.
-func writeBilling(w http.ResponseWriter, r *http.Request, fake *fakeaws.Server) {
-	rows := fake.BillingRows()
-	if r.URL.Query().Get("format") == "table" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "line_item_iam_principal\tline_item_usage_type\tusage_amount\ttags")
-		for _, row := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", row.IAMPrincipal, row.UsageType, row.UsageAmount, formatTags(row.Tags))
-		}
-		tw.Flush()
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(struct {
-		Note string               `json:"note"`
-		Rows []fakeaws.BillingRow `json:"rows"`
-	}{"emulated: what CUR 2.0 would show per IAM principal", rows})
-}
-
-func formatTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%q:%q", k, tags[k]))
-	}
-	return "{" + strings.Join(parts, ",") + "}"
 }

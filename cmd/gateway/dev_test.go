@@ -40,7 +40,7 @@ func TestDev(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-data", t.TempDir()},
-			func(string) string { return "" }, out, io.Discard)
+			testProcess(out, io.Discard))
 	}()
 	defer func() {
 		cancel()

@@ -23,6 +23,9 @@ import (
 	brtypes "github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/bedrock-gateway/gateway/internal/devcert"
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
@@ -63,35 +66,12 @@ type env struct {
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
-	// addr receives the data-plane address once the gateway logs it, and
-	// admin the admin listener's.
-	addr, admin chan string
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf.Write(p)
-	for _, line := range strings.Split(string(p), "\n") {
-		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &rec) != nil || rec.Addr == "" {
-			continue
-		}
-		ch := b.addr
-		if rec.Msg == "admin listening" {
-			ch = b.admin
-		} else if rec.Msg != "listening" {
-			continue
-		}
-		select {
-		case ch <- rec.Addr:
-		default:
-		}
-	}
-	return len(p), nil
+	return b.buf.Write(p)
 }
 
 func (b *syncBuffer) String() string {
@@ -107,16 +87,16 @@ func startEnv(t *testing.T, users ...devUser) *env {
 	return startEnvWith(t, extraConfig{}, users...)
 }
 
-// extraConfig is YAML added inside the config's session and auth blocks
-// (indented two spaces), and before the gateway starts, a hook to create
-// keys of other kinds.
+// extraConfig is YAML added inside the config's session, policy, admin and
+// auth blocks (indented two spaces), and before the gateway starts, a hook
+// to create keys of other kinds.
 type extraConfig struct {
-	session, auth string
-	setup         func(e *env)
+	session, policy, admin, auth string
+	setup                        func(e *env)
 	// server is YAML inside the server block (indented two spaces);
 	// default "drain_delay: 0s", so that stopping a test is quick.
 	server string
-	// top is YAML added at the top level, e.g. "admin_pprof: true".
+	// top is YAML added at the top level, e.g. "sts: {rate: 100}".
 	top string
 	// plain serves plain HTTP (HTTP/1.1 and h2c) instead of TLS.
 	plain bool
@@ -160,7 +140,7 @@ func startEnvWith(t *testing.T, extra extraConfig, users ...devUser) *env {
 		}
 		e.keys[u.user] = k
 	}
-	certFile, _, err := writeSelfSignedCert(dir, time.Now())
+	certFile, _, err := devcert.Write(dir, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +155,9 @@ func startEnvWith(t *testing.T, extra extraConfig, users ...devUser) *env {
 	e.cfgFile = cfgFile
 	writeFile(t, cfgFile, fmt.Sprintf(`
 listen: "127.0.0.1:0"
-admin_listen: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+%s
 %s
 server:
 %s
@@ -186,13 +168,15 @@ aws:
 session:
   role_arn: %s
 %s
+policy:
+%s
 auth:
   api_keys_file: keys.json
   keys_reload: 10ms
 %s
 usage:
   ledger: usage.jsonl
-`, tlsLine, extra.server, extra.top, testRegion, stsSrv.URL, testInvokeRole, extra.session, extra.auth))
+`, extra.admin, tlsLine, extra.server, extra.top, testRegion, stsSrv.URL, testInvokeRole, extra.session, extra.policy, extra.auth))
 	e.dir = dir
 	e.keysFile = filepath.Join(dir, "keys.json")
 	if extra.setup != nil {
@@ -200,28 +184,26 @@ usage:
 	}
 	e.ledger = filepath.Join(dir, "usage.jsonl")
 
-	// The gateway's own identity comes from the standard credential chain:
-	// here the environment, with everything else shut off.
-	root := e.fake.RootCredentials(testGatewayRole)
-	t.Setenv("AWS_ACCESS_KEY_ID", root.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", root.SecretAccessKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "")
 	e.bedrockURL = brSrv.URL
+	// The environment the gateway sees: the standard endpoint variable,
+	// honoured, and nothing else. Its own AWS identity is injected, as the
+	// SDK's credential chain would provide it.
 	getenv := func(k string) string {
 		if k == "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" {
-			return brSrv.URL // the standard variable, honoured
+			return brSrv.URL
 		}
-		return os.Getenv(k)
+		return ""
 	}
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "") // sdk sets it while building a client
 
-	e.logs = &syncBuffer{addr: make(chan string, 1), admin: make(chan string, 1)}
+	e.logs = &syncBuffer{}
+	addrs := make(chan [2]string, 2)
+	proc := process{getenv: getenv, stdout: io.Discard, stderr: e.logs,
+		awsCredentials: credentials.StaticCredentialsProvider{Value: e.fake.RootCredentials(testGatewayRole)},
+		listening:      func(name string, addr net.Addr) { addrs <- [2]string{name, addr.String()} }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, getenv, io.Discard, e.logs) }()
+	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, proc) }()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -234,13 +216,15 @@ usage:
 	t.Cleanup(e.stop)
 	for e.baseURL == "" || e.adminURL == "" {
 		select {
-		case addr := <-e.logs.addr:
-			e.baseURL = "https://" + addr
-			if extra.plain {
-				e.baseURL = "http://" + addr
+		case a := <-addrs:
+			switch {
+			case a[0] == "admin":
+				e.adminURL = "http://" + a[1]
+			case extra.plain:
+				e.baseURL = "http://" + a[1]
+			default:
+				e.baseURL = "https://" + a[1]
 			}
-		case addr := <-e.logs.admin:
-			e.adminURL = "http://" + addr
 		case err := <-done:
 			once.Do(func() {})
 			t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
@@ -259,6 +243,11 @@ usage:
 	t.Cleanup(tr.CloseIdleConnections)
 	e.client = &http.Client{Transport: tr}
 	return e
+}
+
+// testProcess is a process with an empty environment and the given output.
+func testProcess(stdout, stderr io.Writer) process {
+	return process{getenv: func(string) string { return "" }, stdout: stdout, stderr: stderr}
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -687,7 +676,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, cfgFile, "listen: nope\nsession:\n  role_arn: not-an-arn\n  duration: 2h\nauth: {}\nbogus_key: 1\n")
-	err := run(context.Background(), []string{"serve", "-config", cfgFile}, func(string) string { return "" }, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"serve", "-config", cfgFile}, testProcess(io.Discard, io.Discard))
 	if err == nil {
 		t.Fatal("run with a bad config succeeded")
 	}

@@ -196,7 +196,7 @@ func TestIdentityKeyLifecycle(t *testing.T) {
 func TestIdentityLimits(t *testing.T) {
 	var platformKey string
 	e := startEnvWith(t, extraConfig{
-		session: `  limits: {requests_per_second: 0.01, burst: 2}
+		policy: `  limits: {requests_per_second: 0.01, burst: 2}
   tenant_limits: {requests_per_second: 0.01, burst: 3}`,
 		setup: func(e *env) {
 			k, _, err := auth.IssueKey(e.keysFile, auth.KeyRecord{User: "saas-backend",
@@ -258,7 +258,7 @@ func TestWhoAmIEndToEnd(t *testing.T) {
 // TestIdentityTokenBudget: a tokens-per-minute budget, spent from the
 // usage Bedrock reports, answers 429 once exhausted.
 func TestIdentityTokenBudget(t *testing.T) {
-	e := startEnvWith(t, extraConfig{session: `  limits: {tokens_per_minute: 8}`}, alice)
+	e := startEnvWith(t, extraConfig{policy: `  limits: {tokens_per_minute: 8}`}, alice)
 	aliceKey := map[string]string{"Authorization": "Bearer " + e.keys[alice.user]}
 	// Each call costs 5 tokens at the fake (1 in, 4 out): the first leaves
 	// 3, the second runs the budget into debt, the third is refused.

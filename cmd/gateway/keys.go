@@ -4,13 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/bedrock-gateway/gateway/internal/gateway"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
 const keysUsage = `usage:
@@ -26,17 +27,17 @@ DURATION is a Go duration ("720h") or a number of days ("90d").`
 
 // cmdKeys manages gateway API keys in the key store the config names. A
 // running gateway picks up every change within its reload interval.
-func cmdKeys(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return keysCommand(args, getenv, stdout, stderr, time.Now)
+func cmdKeys(args []string, p process) error {
+	return keysCommand(args, p, time.Now)
 }
 
 // keysCommand is cmdKeys with an injected clock.
-func keysCommand(args []string, getenv func(string) string, stdout, stderr io.Writer, now func() time.Time) error {
+func keysCommand(args []string, p process, now func() time.Time) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, keysUsage)
+		fmt.Fprintln(p.stderr, keysUsage)
 		return errors.New("keys: missing subcommand")
 	}
-	k := &keysCmd{getenv: getenv, stdout: stdout, stderr: stderr, now: now}
+	k := &keysCmd{process: p, now: now}
 	switch args[0] {
 	case "create":
 		return k.create(args[1:])
@@ -49,15 +50,14 @@ func keysCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	case "update":
 		return k.update(args[1:])
 	default:
-		fmt.Fprintln(stderr, keysUsage)
+		fmt.Fprintln(p.stderr, keysUsage)
 		return fmt.Errorf("keys: unknown subcommand %q", args[0])
 	}
 }
 
 type keysCmd struct {
-	getenv         func(string) string
-	stdout, stderr io.Writer
-	now            func() time.Time
+	process
+	now func() time.Time
 }
 
 // flags returns a flag set for subcommand name with -config already
@@ -70,7 +70,7 @@ func (k *keysCmd) flags(name string) (*flag.FlagSet, *string) {
 
 // parse parses args, refuses positional arguments and a missing -config,
 // and loads the config.
-func (k *keysCmd) parse(fs *flag.FlagSet, configPath *string, args []string) (*Config, error) {
+func (k *keysCmd) parse(fs *flag.FlagSet, configPath *string, args []string) (*gateway.Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (k *keysCmd) parse(fs *flag.FlagSet, configPath *string, args []string) (*C
 	if *configPath == "" {
 		return nil, fmt.Errorf("%s: -config is required", fs.Name())
 	}
-	return loadConfig(*configPath, k.getenv)
+	return gateway.Load(*configPath, k.getenv)
 }
 
 func (k *keysCmd) create(args []string) error {
@@ -116,7 +116,7 @@ func (k *keysCmd) create(args []string) error {
 	if err := checkIdentity(cfg, keyIdentity(rec)); err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
-	key, rec, err := auth.IssueKey(cfg.path(cfg.Auth.APIKeysFile), rec, now)
+	key, rec, err := auth.IssueKey(cfg.Path(cfg.Auth.APIKeysFile), rec, now)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (k *keysCmd) list(args []string) error {
 	if err != nil {
 		return err
 	}
-	ks, err := auth.LoadKeyStore(cfg.path(cfg.Auth.APIKeysFile))
+	ks, err := auth.LoadKeyStore(cfg.Path(cfg.Auth.APIKeysFile))
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (k *keysCmd) revoke(args []string) error {
 	if *id == "" {
 		return errors.New("keys revoke: --id is required")
 	}
-	if err := auth.RevokeKey(cfg.path(cfg.Auth.APIKeysFile), *id, k.now()); err != nil {
+	if err := auth.RevokeKey(cfg.Path(cfg.Auth.APIKeysFile), *id, k.now()); err != nil {
 		return err
 	}
 	fmt.Fprintf(k.stderr, "revoked key %s; running gateways refuse it from their next reload.\n", *id)
@@ -190,7 +190,7 @@ func (k *keysCmd) rotate(args []string) error {
 			return fmt.Errorf("keys rotate: --grace: want a positive duration, got %q", *grace)
 		}
 	}
-	key, rec, err := auth.RotateKey(cfg.path(cfg.Auth.APIKeysFile), *id, k.now(), g)
+	key, rec, err := auth.RotateKey(cfg.Path(cfg.Auth.APIKeysFile), *id, k.now(), g)
 	if err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func (k *keysCmd) update(args []string) error {
 			return fmt.Errorf("keys update: --expires: %w", err)
 		}
 	}
-	err = auth.UpdateKey(cfg.path(cfg.Auth.APIKeysFile), *id, func(r *auth.KeyRecord) error {
+	err = auth.UpdateKey(cfg.Path(cfg.Auth.APIKeysFile), *id, func(r *auth.KeyRecord) error {
 		team.apply(&r.Team)
 		tenant.apply(&r.Tenant)
 		costCenter.apply(&r.CostCenter)
@@ -245,8 +245,18 @@ func (k *keysCmd) update(args []string) error {
 	return nil
 }
 
+// checkIdentity reports whether id can become an STS session under cfg.
+func checkIdentity(cfg *gateway.Config, id auth.Identity) error {
+	r, err := tenancy.NewResolver(cfg.Session)
+	if err != nil {
+		return err
+	}
+	_, err = r.Resolve(id)
+	return err
+}
+
 // keyIdentity is the identity a key authenticates as (see
-// auth.Authenticator.VerifyKey).
+// auth.KeyVerifier.VerifyKey).
 func keyIdentity(r auth.KeyRecord) auth.Identity {
 	return auth.Identity{User: r.User, Team: r.Team, Tenant: r.Tenant, CostCenter: r.CostCenter,
 		Method: auth.MethodAPIKey, KeyID: r.ID}

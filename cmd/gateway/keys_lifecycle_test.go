@@ -35,7 +35,7 @@ func newKeysEnv(t *testing.T) *keysEnv {
 func (e *keysEnv) run(sub string, args ...string) (string, string, error) {
 	var stdout, stderr bytes.Buffer
 	all := append([]string{"keys", sub, "-config", e.cfgFile}, args...)
-	err := run(context.Background(), all, func(string) string { return "" }, &stdout, &stderr)
+	err := run(context.Background(), all, testProcess(&stdout, &stderr))
 	return stdout.String(), stderr.String(), err
 }
 
@@ -58,7 +58,7 @@ func (e *keysEnv) auth(key string) (auth.Identity, *auth.PlatformGrant, error) {
 	}
 	req, _ := http.NewRequest(http.MethodPost, "/", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
-	return auth.NewAuthenticator(ks).AuthenticateKey(req)
+	return auth.NewKeyVerifier(ks).AuthenticateKey(req)
 }
 
 func keyID(key string) string { return key[len("bgw_") : len("bgw_")+16] }
@@ -196,7 +196,7 @@ func TestKeysCLIErrors(t *testing.T) {
 		t.Errorf("keys revoke --id unknown error = %v, want %v", err, auth.ErrKeyNotFound)
 	}
 	var stderr bytes.Buffer
-	if err := run(context.Background(), []string{"keys"}, func(string) string { return "" }, &bytes.Buffer{}, &stderr); err == nil {
+	if err := run(context.Background(), []string{"keys"}, testProcess(&bytes.Buffer{}, &stderr)); err == nil {
 		t.Error("keys without a subcommand succeeded")
 	}
 }

@@ -17,9 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,7 +37,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], process{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -56,28 +59,53 @@ const usageText = `usage:
   gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
   gateway version`
 
+// process is what run takes from the process it runs in. main sets the
+// environment and output streams and leaves the rest nil; tests set the
+// rest too.
+type process struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	// awsCredentials is the gateway's own AWS identity for calling STS;
+	// nil means the SDK's standard credential chain.
+	awsCredentials aws.CredentialsProvider
+	// listening, if set, is told each listener's address once it accepts
+	// connections: "data", "data-tls" (dev) or "admin".
+	listening func(name string, addr net.Addr)
+}
+
+func (p process) listen(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	if p.listening != nil {
+		p.listening(name, ln.Addr())
+	}
+	return ln, nil
+}
+
 // run is the whole program; main only supplies the process's context,
-// arguments, environment and output streams, so tests can call it directly.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// arguments and process, so tests can call it directly.
+func run(ctx context.Context, args []string, p process) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, usageText)
+		fmt.Fprintln(p.stderr, usageText)
 		return errors.New("missing command")
 	}
 	switch args[0] {
 	case "serve":
-		return cmdServe(ctx, args[1:], getenv, stdout, stderr)
+		return cmdServe(ctx, args[1:], p)
 	case "keys":
-		return cmdKeys(args[1:], getenv, stdout, stderr)
+		return cmdKeys(args[1:], p)
 	case "dev":
-		return cmdDev(ctx, args[1:], getenv, stdout, stderr)
+		return cmdDev(ctx, args[1:], p)
 	case "version":
-		fmt.Fprintln(stdout, version)
+		fmt.Fprintln(p.stdout, version)
 		return nil
 	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stdout, usageText)
+		fmt.Fprintln(p.stdout, usageText)
 		return nil
 	default:
-		fmt.Fprintln(stderr, usageText)
+		fmt.Fprintln(p.stderr, usageText)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,12 +15,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	brtypes "github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // whoami asks the gateway who the caller is, with client, and returns the
@@ -91,169 +85,6 @@ func TestProtocols(t *testing.T) {
 	})
 }
 
-// TestServerLimits: a client that trickles its headers is cut at
-// read_header_timeout while another is served; oversized headers get 431.
-func TestServerLimits(t *testing.T) {
-	var noDrain time.Duration
-	sc := ServerConfig{ReadHeaderTimeout: 200 * time.Millisecond, MaxHeaderBytes: 4 << 10, DrainDelay: &noDrain}
-	sc.applyDefaults()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	go func() { done <- serveData(ctx, ln, h, sc, slog.New(slog.DiscardHandler), nil, nil) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serveData = %v", err)
-		}
-	}()
-	addr := ln.Addr().String()
-
-	slow, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	start := time.Now()
-	if _, err := io.WriteString(slow, "POST /model/m/converse HTTP/1.1\r\nHost: gw\r\nX-Slow: "); err != nil {
-		t.Fatal(err)
-	}
-
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatalf("normal client while a slow one holds a connection: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("normal client: status %d, want 200", resp.StatusCode)
-	}
-
-	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := slow.Read(make([]byte, 1))
-	elapsed := time.Since(start)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("slow client still connected after %v, want cut at 200ms", elapsed)
-	}
-	if n != 0 || (err != io.EOF && !errors.Is(err, syscall.ECONNRESET)) {
-		t.Errorf("slow client read = %d, %v; want the connection closed", n, err)
-	}
-	if elapsed < sc.ReadHeaderTimeout {
-		t.Errorf("slow client cut after %v, before read_header_timeout %v", elapsed, sc.ReadHeaderTimeout)
-	}
-
-	big, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer big.Close()
-	io.WriteString(big, "GET / HTTP/1.1\r\nHost: gw\r\nX-Big: "+strings.Repeat("a", 8<<10)+"\r\n\r\n")
-	big.SetReadDeadline(time.Now().Add(5 * time.Second))
-	bresp, err := http.ReadResponse(bufio.NewReader(big), nil)
-	if err != nil {
-		t.Fatalf("oversized headers: %v", err)
-	}
-	bresp.Body.Close()
-	if bresp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("oversized headers: status %d, want 431", bresp.StatusCode)
-	}
-}
-
-func TestServerConfigDefaultsAndValidation(t *testing.T) {
-	base := "aws: {region: us-east-1}\nsession: {role_arn: arn:aws:iam::123456789012:role/R}\nauth: {api_keys_file: k.json}\n"
-	cfg, err := parseConfig([]byte(base), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	drain := 5 * time.Second
-	want := ServerConfig{ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, IdleTimeout: 120 * time.Second,
-		HTTP2MaxConcurrentStreams: 250, DrainDelay: &drain, ShutdownGrace: 30 * time.Second, ReadinessSTSInterval: 15 * time.Second}
-	if diff := cmp.Diff(want, cfg.Server); diff != "" {
-		t.Errorf("server defaults (-want +got):\n%s", diff)
-	}
-	if cfg.AdminPprof {
-		t.Error("admin_pprof defaults to true, want false")
-	}
-
-	zero, err := parseConfig([]byte(base+"server: {drain_delay: 0s}\n"), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := zero.Server.drainDelay(); got != 0 {
-		t.Errorf("drain_delay: 0s = %v, want 0", got)
-	}
-
-	tests := []struct{ yaml, want string }{
-		{"server: {read_header_timeout: -1s}", "server.read_header_timeout"},
-		{"server: {idle_timeout: -1s}", "server.idle_timeout"},
-		{"server: {drain_delay: -1s}", "server.drain_delay"},
-		{"server: {shutdown_grace: -1s}", "server.shutdown_grace"},
-		{"server: {max_header_bytes: -1}", "server.max_header_bytes"},
-		{"server: {http2_max_concurrent_streams: 100000}", "server.http2_max_concurrent_streams"},
-		{"server: {write_timeout: 1s}", "write_timeout"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.yaml, func(t *testing.T) {
-			_, err := parseConfig([]byte(base+tt.yaml+"\n"), func(string) string { return "" })
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("parseConfig(%q) = %v, want an error naming %s", tt.yaml, err, tt.want)
-			}
-		})
-	}
-}
-
-// TestReadiness: the STS check is reused for its TTL, a failure makes the
-// gateway not ready until a later check succeeds, and draining is final.
-func TestReadiness(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	var calls int
-	var stsErr error
-	r := &readiness{
-		check:   func(ctx context.Context) error { calls++; return stsErr },
-		okTTL:   15 * time.Second,
-		failTTL: 2 * time.Second,
-		timeout: time.Second,
-		now:     func() time.Time { return now },
-	}
-	boom := errors.New("sts unreachable")
-	steps := []struct {
-		name      string
-		advance   time.Duration
-		stsErr    error
-		drain     bool
-		wantErr   error
-		wantCalls int
-	}{
-		{"first probe checks", 0, nil, false, nil, 1},
-		{"success reused", 14 * time.Second, boom, false, nil, 1},
-		{"success expires", time.Second, boom, false, boom, 2},
-		{"failure reused", time.Second, nil, false, boom, 2},
-		{"failure expires", time.Second, nil, false, nil, 3},
-		{"draining", 0, nil, true, errShuttingDown, 3},
-		{"draining is final", time.Hour, nil, false, errShuttingDown, 3},
-	}
-	for _, s := range steps {
-		now = now.Add(s.advance)
-		stsErr = s.stsErr
-		if s.drain {
-			r.startDraining()
-		}
-		err := r.Ready(context.Background())
-		if !errors.Is(err, s.wantErr) || (s.wantErr == nil && err != nil) {
-			t.Errorf("%s: Ready() = %v, want %v", s.name, err, s.wantErr)
-		}
-		if calls != s.wantCalls {
-			t.Errorf("%s: STS checks = %d, want %d", s.name, calls, s.wantCalls)
-		}
-	}
-}
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -272,7 +103,7 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "pprof"}[pprofOn], func(t *testing.T) {
 			var extra extraConfig
 			if pprofOn {
-				extra.top = "admin_pprof: true"
+				extra.admin = "  pprof: true"
 			}
 			e := startEnvWith(t, extra, alice)
 			if status, body := get(t, e.adminURL+"/healthz"); status != 200 || body != "ok\n" {
@@ -303,80 +134,6 @@ func TestAdminEndpoints(t *testing.T) {
 				t.Errorf("data plane /readyz = %d, want 404", resp.StatusCode)
 			}
 		})
-	}
-}
-
-// TestReadyzFailsWithoutSTS: /readyz is 503 when the gateway's own
-// identity cannot reach STS.
-func TestReadyzFailsWithoutSTS(t *testing.T) {
-	// An STS that always refuses the gateway's identity.
-	stsSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusForbidden)
-		io.WriteString(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>1</RequestId></ErrorResponse>`)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go stsSrv.Serve(ln)
-	defer stsSrv.Close()
-	c := &core{sts: sts.New(sts.Options{Region: testRegion, BaseEndpoint: aws.String("http://" + ln.Addr().String()),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})}
-	r := &readiness{check: c.checkSTS, okTTL: time.Minute, failTTL: time.Minute, timeout: 5 * time.Second, now: time.Now}
-	reg := prometheus.NewRegistry()
-	srv := &http.Server{Handler: adminHandler(reg, r, false)}
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(aln)
-	defer srv.Close()
-	status, body := get(t, "http://"+aln.Addr().String()+"/readyz")
-	if status != http.StatusServiceUnavailable || strings.Contains(body, "token") {
-		t.Errorf("/readyz with STS refusing = %d %q, want 503 and no STS message", status, body)
-	}
-}
-
-// TestServeDataDrain: after cancel, readiness fails at once while the
-// listener still accepts for the drain delay; then connections are
-// refused.
-func TestServeDataDrain(t *testing.T) {
-	sc := ServerConfig{}
-	drain := time.Second
-	sc.DrainDelay = &drain
-	sc.applyDefaults()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ready := &readiness{check: func(context.Context) error { return nil }, okTTL: time.Hour, timeout: time.Second, now: time.Now}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	go func() { done <- serveData(ctx, ln, h, sc, slog.New(slog.DiscardHandler), ready, nil) }()
-	cancel()
-	eventually(t, "readiness fails after cancel", func() bool { return ready.Ready(context.Background()) != nil })
-	tr := &http.Transport{DisableKeepAlives: true}
-	resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatalf("request during the drain delay: %v", err)
-	}
-	resp.Body.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serveData = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveData did not return 10s after the drain delay")
-	}
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Error("connection accepted after shutdown")
-	} else if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("dial after shutdown = %v, want connection refused", err)
 	}
 }
 

@@ -32,7 +32,14 @@ func TestSIGTERM(t *testing.T) {
 	writeFile(t, subCfg, strings.Replace(string(cfg), "ledger: usage.jsonl", "ledger: usage-sub.jsonl", 1))
 
 	cmd := exec.Command(os.Args[0], "serve", "-config", subCfg)
-	cmd.Env = append(os.Environ(), execMainEnv+"=1", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME="+e.bedrockURL)
+	// The real program finds its own AWS identity through the SDK's
+	// standard credential chain: here the environment, everything else
+	// shut off.
+	root := e.fake.RootCredentials(testGatewayRole)
+	cmd.Env = append(os.Environ(), execMainEnv+"=1", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME="+e.bedrockURL,
+		"AWS_ACCESS_KEY_ID="+root.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+root.SecretAccessKey, "AWS_SESSION_TOKEN=",
+		"AWS_PROFILE=", "AWS_CONFIG_FILE="+filepath.Join(e.dir, "no-config"),
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(e.dir, "no-credentials"), "AWS_EC2_METADATA_DISABLED=true")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

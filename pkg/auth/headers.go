@@ -16,8 +16,8 @@ const (
 	// DefaultTrustedHeaderMaxLen is the default longest tenant or user value,
 	// in bytes (every accepted character is one byte).
 	DefaultTrustedHeaderMaxLen = 128
-	// maxTrustedHeaderLen caps MaxLen: the tenant becomes an STS session tag
-	// value, which is at most 256 characters (STS API reference, Tag).
+	// maxTrustedHeaderLen bounds MaxLen: the tenant becomes an STS session
+	// tag value, which is at most 256 characters (STS API reference, Tag).
 	maxTrustedHeaderLen = 256
 )
 
@@ -36,16 +36,17 @@ const userSeparator = "/"
 type TrustedHeaders struct {
 	// TenantHeader names the header carrying the tenant ID. Default
 	// "X-Gateway-Tenant".
-	TenantHeader string
+	TenantHeader string `yaml:"tenant_header"`
 	// UserHeader names the header carrying the end user within the tenant.
 	// Default "X-Gateway-User".
-	UserHeader string
-	// MaxLen is the longest accepted value, in bytes. Default 128; values
-	// above 256 (the STS tag value limit) are treated as 256.
-	MaxLen int
+	UserHeader string `yaml:"user_header"`
+	// MaxLen is the longest accepted value, in bytes. Default 128; at most
+	// 256, the STS tag value limit.
+	MaxLen int `yaml:"max_len"`
 }
 
-// names returns the canonical header names and the effective MaxLen.
+// names returns the canonical header names and the effective MaxLen of a
+// valid t.
 func (t TrustedHeaders) names() (tenant, user string, maxLen int) {
 	tenant, user, maxLen = t.TenantHeader, t.UserHeader, t.MaxLen
 	if tenant == "" {
@@ -54,16 +55,18 @@ func (t TrustedHeaders) names() (tenant, user string, maxLen int) {
 	if user == "" {
 		user = DefaultUserHeader
 	}
-	if maxLen <= 0 {
+	if maxLen == 0 {
 		maxLen = DefaultTrustedHeaderMaxLen
 	}
-	maxLen = min(maxLen, maxTrustedHeaderLen)
 	return http.CanonicalHeaderKey(tenant), http.CanonicalHeaderKey(user), maxLen
 }
 
-// Validate reports a configuration that Check cannot apply: a header name
-// that is not an HTTP token, or the same header (in any spelling Check
-// treats as equal) configured for both tenant and user.
+// Validate reports a configuration that Check cannot apply, every problem
+// at once, each message starting with the key of the field (tenant_header,
+// user_header or max_len): a header name that is not an HTTP token, the
+// same header (in any spelling Check treats as equal) configured for both
+// tenant and user, or a MaxLen outside 0..256. Zero fields take the
+// defaults. It has no side effects.
 func (t TrustedHeaders) Validate() error {
 	tenant, user, _ := t.names()
 	var errs []error
@@ -73,7 +76,11 @@ func (t TrustedHeaders) Validate() error {
 		}
 	}
 	if foldHeaderName(tenant) == foldHeaderName(user) {
-		errs = append(errs, fmt.Errorf("tenant_header and user_header: both name %q", tenant))
+		errs = append(errs, fmt.Errorf("user_header: %q names the same header as tenant_header %q", user, tenant))
+	}
+	if t.MaxLen < 0 || t.MaxLen > maxTrustedHeaderLen {
+		errs = append(errs, fmt.Errorf("max_len: must be 1..%d (the STS tag value limit), or 0 for the default %d, got %d",
+			maxTrustedHeaderLen, DefaultTrustedHeaderMaxLen, t.MaxLen))
 	}
 	return errors.Join(errs...)
 }

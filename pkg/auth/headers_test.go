@@ -151,8 +151,8 @@ func TestTrustedHeadersAccepted(t *testing.T) {
 			want: Identity{User: "saas/" + max128, Label: "tenant-" + max128, Tenant: max128},
 		},
 		{
-			name: "MaxLen above the STS limit is capped, 256 still fits",
-			th:   TrustedHeaders{MaxLen: 1000},
+			name: "MaxLen at the STS limit",
+			th:   TrustedHeaders{MaxLen: 256},
 			h:    http.Header{"X-Gateway-Tenant": {"acme"}, "X-Gateway-User": {strings.Repeat("u", 256)}},
 			want: Identity{User: "saas/acme/" + strings.Repeat("u", 256), Label: "acme-" + strings.Repeat("u", 256), Tenant: "acme"},
 		},
@@ -327,26 +327,60 @@ func TestTrustedHeadersConfigErrors(t *testing.T) {
 
 func TestTrustedHeadersValidate(t *testing.T) {
 	tests := []struct {
-		name    string
-		th      TrustedHeaders
-		wantErr bool
+		name string
+		th   TrustedHeaders
+		want []string // message prefixes, one per problem; nil means valid
 	}{
-		{"defaults", TrustedHeaders{}, false},
-		{"custom", TrustedHeaders{TenantHeader: "X-Org", UserHeader: "X-Member", MaxLen: 64}, false},
-		{"same names", TrustedHeaders{TenantHeader: "X-Org", UserHeader: "x-org"}, true},
-		{"same names modulo underscore", TrustedHeaders{TenantHeader: "X-Org-Id", UserHeader: "X_ORG_ID"}, true},
-		{"user equals default tenant", TrustedHeaders{UserHeader: "X-Gateway-Tenant"}, true},
-		{"space in name", TrustedHeaders{TenantHeader: "X Org"}, true},
-		{"colon in name", TrustedHeaders{UserHeader: "X-Org:"}, true},
-		{"non-ASCII name", TrustedHeaders{UserHeader: "X-Оrg"}, true},
+		{"defaults", TrustedHeaders{}, nil},
+		{"custom", TrustedHeaders{TenantHeader: "X-Org", UserHeader: "X-Member", MaxLen: 64}, nil},
+		{"MaxLen at the STS limit", TrustedHeaders{MaxLen: 256}, nil},
+		{"same names", TrustedHeaders{TenantHeader: "X-Org", UserHeader: "x-org"}, []string{"user_header: "}},
+		{"same names modulo underscore", TrustedHeaders{TenantHeader: "X-Org-Id", UserHeader: "X_ORG_ID"}, []string{"user_header: "}},
+		{"user equals default tenant", TrustedHeaders{UserHeader: "X-Gateway-Tenant"}, []string{"user_header: "}},
+		{"space in name", TrustedHeaders{TenantHeader: "X Org"}, []string{"tenant_header: "}},
+		{"colon in name", TrustedHeaders{UserHeader: "X-Org:"}, []string{"user_header: "}},
+		{"non-ASCII name", TrustedHeaders{UserHeader: "X-Оrg"}, []string{"user_header: "}},
+		{"negative MaxLen", TrustedHeaders{MaxLen: -1}, []string{"max_len: "}},
+		{"MaxLen above the STS limit", TrustedHeaders{MaxLen: 257}, []string{"max_len: "}},
+		{"every problem at once", TrustedHeaders{TenantHeader: "X Org", UserHeader: "X Org", MaxLen: 1000},
+			[]string{"tenant_header: ", "user_header: ", "user_header: ", "max_len: "}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.th.Validate()
-			if got := err != nil; got != tc.wantErr {
-				t.Errorf("%+v.Validate() = %v, want error %v", tc.th, err, tc.wantErr)
+			checkProblems(t, err, tc.want)
+			// Check fails closed on a configuration Validate refuses, and
+			// not as the caller's fault.
+			_, cerr := tc.th.Check(headerRequest(http.Header{"X-Gateway-Tenant": {"acme"}}), testPlatform, testGrant())
+			if tc.want != nil && (cerr == nil || errors.Is(cerr, ErrBadRequest) || errors.Is(cerr, ErrForbidden)) {
+				t.Errorf("Check() with an invalid configuration = %v, want a configuration error", cerr)
 			}
 		})
+	}
+}
+
+// checkProblems checks that err is a flat join (errors.Join of single
+// problems, as a config loader prefixes them one by one) of exactly one
+// problem per entry of want, in order, each starting with its entry.
+func checkProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	var got []string
+	if err != nil {
+		joined, ok := err.(interface{ Unwrap() []error })
+		if !ok {
+			t.Fatalf("Validate() = %v, want an errors.Join", err)
+		}
+		for _, e := range joined.Unwrap() {
+			got = append(got, e.Error())
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
+			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
+		}
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/bedrock-gateway/gateway/internal/endpoint"
 )
 
 const (
@@ -178,8 +180,11 @@ func trimSlash(s string) string {
 	return s
 }
 
-// checkFetchURL accepts https URLs, and http only to a loopback host (a
-// local IdP in development and tests).
+// checkFetchURL accepts an https URL, or http to a loopback host (a local
+// IdP in development and tests), by the same loopback rule as
+// endpoint.Check. Unlike endpoint.Check it allows a query, which nothing
+// forbids a discovered jwks_uri to carry; callers that must refuse one (an
+// issuer) check that themselves.
 func checkFetchURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -189,18 +194,14 @@ func checkFetchURL(raw string) error {
 	case u.Host == "":
 		return errors.New("no host")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && endpoint.IsLoopback(u.Hostname()):
 	default:
-		return errors.New("must be https (http only for localhost)")
+		return errors.New("must be https (plain http only to a loopback host)")
 	}
 	if u.User != nil || u.Fragment != "" {
 		return errors.New("must not carry user info or a fragment")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 func getJSON(ctx context.Context, client *http.Client, u string, v any) error {

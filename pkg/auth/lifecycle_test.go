@@ -48,7 +48,7 @@ func authAt(t *testing.T, path, key string, at time.Time) (Identity, error) {
 	if err != nil {
 		t.Fatalf("LoadKeyStore() error = %v", err)
 	}
-	a := NewAuthenticator(ks)
+	a := NewKeyVerifier(ks)
 	a.Now = func() time.Time { return at }
 	return a.Authenticate(requestWith(t, "X-Api-Key", key))
 }
@@ -377,7 +377,7 @@ func TestRecordsAreCopies(t *testing.T) {
 	ks.Records()[0].Platform.Tenants[0] = "evil"
 	r, _ := ks.Lookup(rec.ID)
 	r.Platform.Tenants[0] = "evil"
-	_, grant, err := NewAuthenticator(ks).AuthenticateKey(requestWith(t, "X-Api-Key", alice))
+	_, grant, err := NewKeyVerifier(ks).AuthenticateKey(requestWith(t, "X-Api-Key", alice))
 	ksMust(t, err)
 	grant.Tenants[0] = "evil"
 	if got, _ := ks.Lookup(rec.ID); got.Platform.Tenants[0] != "t1" {
@@ -390,7 +390,7 @@ func TestAuthenticateKeyGrant(t *testing.T) {
 	ks, err := LoadKeyStore(path)
 	ksMust(t, err)
 	bob := ks.Records()[1]
-	a := NewAuthenticator(ks)
+	a := NewKeyVerifier(ks)
 	_, grant, err := a.AuthenticateKey(requestWith(t, "Authorization", "Bearer "+alice))
 	ksMust(t, err)
 	if diff := cmp.Diff(&PlatformGrant{Tenants: []string{"t1"}, AllowUser: true}, grant); diff != "" {

@@ -49,65 +49,68 @@ var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES51
 type OIDCIssuer struct {
 	// Issuer is the exact "iss" of its tokens. Discovery is read from
 	// Issuer + "/.well-known/openid-configuration" and must name the same
-	// issuer. https, or http to localhost for development.
-	Issuer string
+	// issuer. https, or http to a loopback host for development.
+	Issuer string `yaml:"issuer"`
 	// Audiences is required: a token's "aud" must contain one of them
 	// (the gateway's client ID or API identifier at this IdP).
-	Audiences []string
+	Audiences []string `yaml:"audiences"`
 	// Algorithms is the signature allow-list; default RS256, ES256,
 	// PS256. HS* and none are refused.
-	Algorithms []string
+	Algorithms []string `yaml:"algorithms"`
 
 	// UserClaim is the claim naming the caller uniquely at this issuer;
 	// default "sub". It must be a stable identifier, not an email.
-	UserClaim string
+	UserClaim string `yaml:"user_claim"`
 	// EntraIDs identifies callers by Entra ID's tid and oid claims instead
 	// of UserClaim (Entra's sub is pairwise per application). The token's
 	// tid must be a path segment of Issuer.
-	EntraIDs bool
+	EntraIDs bool `yaml:"entra_ids"`
 	// LabelClaim is the claim shown as the readable part of the session
 	// name, for example "email" or "preferred_username"; optional. It
 	// never identifies the caller on its own.
-	LabelClaim string
+	LabelClaim string `yaml:"label_claim"`
 	// TeamClaim, TenantClaim and CostCenterClaim name string claims mapped
 	// to the identity's team, tenant and cost center; each optional.
-	TeamClaim       string
-	TenantClaim     string
-	CostCenterClaim string
+	TeamClaim       string `yaml:"team_claim"`
+	TenantClaim     string `yaml:"tenant_claim"`
+	CostCenterClaim string `yaml:"cost_center_claim"`
 	// TeamGroupPattern, instead of TeamClaim, takes the team from the
 	// first entry of the GroupsClaim array matching this RE2 pattern: its
 	// capture group 1 if the pattern has one, else the whole entry.
-	TeamGroupPattern string
+	TeamGroupPattern string `yaml:"team_group_pattern"`
 	// GroupsClaim is the claim holding the caller's groups; default
 	// "groups".
-	GroupsClaim string
+	GroupsClaim string `yaml:"groups_claim"`
 	// Alias is the issuer's short name in Identity.User, which is
 	// Alias + ":" + subject (Entra: Alias + ":" + tid + ":" + oid). Letters,
 	// digits, '.', '-' and '_'. Default: the issuer's host name. Two
 	// issuers need different aliases unless both use EntraIDs.
-	Alias string
+	Alias string `yaml:"alias"`
 }
 
 // OIDCConfig configures an OIDCVerifier.
 type OIDCConfig struct {
 	// Issuers are the trusted issuers, each with a distinct Issuer.
-	Issuers []OIDCIssuer
+	Issuers []OIDCIssuer `yaml:"issuers"`
 	// Leeway is the clock skew allowed on exp and nbf; default 60s, at
 	// most 5m.
-	Leeway time.Duration
+	Leeway time.Duration `yaml:"leeway"`
 	// JWKSRefreshInterval is the least time between two key fetches of one
 	// issuer (discovery and JWKS), whether caused by an unknown kid, a
 	// failed fetch, or start-up; default 30s.
-	JWKSRefreshInterval time.Duration
+	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
 	// HTTPClient fetches discovery documents and JWKS; default a client
 	// with a 10s timeout.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Now is the clock; default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
-// Validate reports every problem in the configuration at once, each
-// prefixed with its path under "oidc". It has no side effects.
+// Validate reports every problem in the configuration at once
+// (errors.Join), each message starting with its key relative to the auth
+// block, that is already under "oidc." (oidc.leeway,
+// oidc.issuers[0].audiences, ...), since OIDCConfig is only ever the oidc
+// block of a Config. It has no side effects; NewOIDCVerifier calls it.
 func (c OIDCConfig) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }

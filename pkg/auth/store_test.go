@@ -137,7 +137,7 @@ func TestCreateKeyConcurrent(t *testing.T) {
 	if got := len(ks.Records()); got != n {
 		t.Fatalf("len(Records()) = %d after %d concurrent CreateKey, want %d", got, n, n)
 	}
-	a := NewAuthenticator(ks)
+	a := NewKeyVerifier(ks)
 	for i, key := range keys {
 		id, err := a.Authenticate(requestWith(t, "X-Api-Key", key))
 		if err != nil {

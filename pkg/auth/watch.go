@@ -26,7 +26,7 @@ const racyWindow = 2 * time.Second
 // KeyWatcher keeps the current KeyStore of a key store file, reloading it
 // when the file changes, so that keys created, revoked, expired or edited
 // by `gateway keys` (on any replica sharing the file) take effect without
-// a restart. Pass Current to NewDynamicAuthenticator.
+// a restart. Pass Current to NewDynamicKeyVerifier.
 //
 // A file that changes into something invalid (or disappears) is refused
 // and logged, and the last valid store stays current: a typo must not

@@ -61,10 +61,10 @@ func startWatcher(t *testing.T, path string) (*KeyWatcher, *logBuffer) {
 func TestKeyWatcherRevocation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path, alice, rec, bob := lifecycleStore2(t)
-		var replicas []*Authenticator
+		var replicas []*KeyVerifier
 		for range 2 {
 			w, _ := startWatcher(t, path)
-			replicas = append(replicas, NewDynamicAuthenticator(w.Current))
+			replicas = append(replicas, NewDynamicKeyVerifier(w.Current))
 		}
 		for i, a := range replicas {
 			if _, err := a.Authenticate(requestWith(t, "X-Api-Key", alice)); err != nil {
@@ -94,7 +94,7 @@ func TestKeyWatcherTeamChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path, alice, rec := lifecycleStore(t)
 		w, _ := startWatcher(t, path)
-		a := NewDynamicAuthenticator(w.Current)
+		a := NewDynamicKeyVerifier(w.Current)
 		ksMust(t, UpdateKey(path, rec.ID, func(r *KeyRecord) error { r.Team = "research"; return nil }))
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -112,7 +112,7 @@ func TestKeyWatcherExpiry(t *testing.T) {
 		path, alice, rec := lifecycleStore(t)
 		ksMust(t, SetKeyExpiry(path, rec.ID, keyTimePtr(time.Now().Add(10*time.Second))))
 		w, _ := startWatcher(t, path)
-		a := NewDynamicAuthenticator(w.Current)
+		a := NewDynamicKeyVerifier(w.Current)
 		a.Now = time.Now // the bubble's clock
 		if _, err := a.Authenticate(requestWith(t, "X-Api-Key", alice)); err != nil {
 			t.Fatalf("Authenticate(alice) before expiry error = %v", err)
@@ -131,7 +131,7 @@ func TestKeyWatcherKeepsLastGood(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path, alice, _ := lifecycleStore(t)
 		w, logs := startWatcher(t, path)
-		a := NewDynamicAuthenticator(w.Current)
+		a := NewDynamicKeyVerifier(w.Current)
 		good := w.Current()
 		valid, err := os.ReadFile(path)
 		ksMust(t, err)
@@ -187,7 +187,7 @@ func TestKeyWatcherRacyWrite(t *testing.T) {
 		mtime := time.Now()
 		ksMust(t, os.Chtimes(path, mtime, mtime))
 		w, _ := startWatcher(t, path)
-		a := NewDynamicAuthenticator(w.Current)
+		a := NewDynamicKeyVerifier(w.Current)
 
 		data, err := os.ReadFile(path)
 		ksMust(t, err)
@@ -218,8 +218,8 @@ func TestNewKeyWatcherRefusesBadStart(t *testing.T) {
 	}
 }
 
-func TestNewDynamicAuthenticatorNil(t *testing.T) {
-	a := NewDynamicAuthenticator(func() *KeyStore { return nil })
+func TestNewDynamicKeyVerifierNil(t *testing.T) {
+	a := NewDynamicKeyVerifier(func() *KeyStore { return nil })
 	if _, err := a.Authenticate(requestWith(t, "X-Api-Key", fixedKey(goodID, 1))); !errors.Is(err, ErrInvalidCredentials) {
 		t.Errorf("Authenticate() with no store error = %v, want %v", err, ErrInvalidCredentials)
 	}

@@ -36,16 +36,16 @@ type LimitRule struct {
 	// RequestsPerSecond is the sustained request rate allowed (a token
 	// bucket refilling at this rate). 0 means unlimited. May be
 	// fractional: 0.5 is one request every two seconds.
-	RequestsPerSecond float64
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	// Burst is how many requests may arrive at once (the bucket's
 	// capacity). 0 means max(1, ceil(RequestsPerSecond)). Ignored when
 	// RequestsPerSecond is 0.
-	Burst int
+	Burst int `yaml:"burst"`
 	// TokensPerMinute is the model-token budget (input plus output tokens,
 	// as the proxy reports them to Spend) per minute: a bucket of that
 	// capacity refilling continuously at TokensPerMinute/60 per second.
 	// 0 means unlimited.
-	TokensPerMinute int64
+	TokensPerMinute int64 `yaml:"tokens_per_minute"`
 }
 
 // IsZero reports whether r limits nothing.

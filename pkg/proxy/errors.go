@@ -1,12 +1,19 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/policy"
+	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
 // Error is an answer the gateway gives itself, in the shape Bedrock uses so
@@ -49,8 +56,28 @@ const (
 	typeRequestTooBig = "ValidationException"
 )
 
-func errValidation(msg string, cause error) *Error {
-	return &Error{Status: http.StatusBadRequest, Type: typeValidation, Msg: msg, Err: cause}
+// statusClientClosed is the de-facto status (nginx) for a client that went
+// away before the answer; it is logged, the client never sees it.
+const statusClientClosed = 499
+
+// fail answers with e and remembers it for the epilogue. A client that has
+// gone away gets nothing: there is no one to answer.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, e *Error) {
+	sw, _ := w.(*statusWriter)
+	if sw != nil {
+		sw.err = e
+	}
+	if e.Status == statusClientClosed {
+		if sw != nil {
+			sw.status = statusClientClosed
+		}
+		return
+	}
+	id := ""
+	if st := stateFrom(r.Context()); st != nil {
+		id = st.id
+	}
+	writeError(w, id, e)
 }
 
 // writeError sends e to the client. The request ID is echoed in the header
@@ -73,4 +100,115 @@ func writeError(w http.ResponseWriter, requestID string, e *Error) {
 		Message string `json:"message"`
 	}{e.Msg})
 	_, _ = w.Write(body)
+}
+
+func errValidation(msg string, cause error) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: typeValidation, Msg: msg, Err: cause}
+}
+
+// Answers for requests the gateway does not forward at all.
+
+func errUnknownOperation() *Error {
+	return &Error{Status: http.StatusNotFound, Type: typeUnknownOp, Msg: "unknown operation: this gateway serves the Bedrock Runtime API"}
+}
+
+func errMethodNotAllowed() *Error {
+	return &Error{Status: http.StatusMethodNotAllowed, Type: typeValidation, Msg: "method not allowed for this operation"}
+}
+
+func errControlPlane() *Error {
+	return &Error{Status: http.StatusNotFound, Type: typeNotFound,
+		Msg: "inference profiles are a Bedrock control-plane API; this gateway serves Bedrock Runtime only"}
+}
+
+func errBidirectionalUnsupported() *Error {
+	return &Error{Status: http.StatusNotImplemented, Type: typeValidation,
+		Msg: "InvokeModelWithBidirectionalStream is not supported by this gateway yet"}
+}
+
+// authError maps an authentication failure to the client's answer. The
+// cause, which may say why a credential was refused, goes to the log.
+func authError(err error) *Error {
+	switch {
+	case errors.Is(err, auth.ErrBadRequest):
+		return &Error{Status: http.StatusBadRequest, Type: typeValidation,
+			Msg: "the request's credentials or identity headers are malformed or ambiguous: send exactly one credential, and identity headers only with a platform key", Err: err}
+	case errors.Is(err, auth.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your key may not act for this tenant or user", Err: err}
+	case errors.Is(err, auth.ErrNoCredentials):
+		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied,
+			Msg: "missing credentials: send your gateway API key as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\", or an identity-provider token as a bearer token", Err: err}
+	default:
+		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied, Msg: "the credentials are not valid", Err: err}
+	}
+}
+
+// bodyError maps a failure to read the request body.
+func bodyError(err error, limit int64) *Error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Type: typeRequestTooBig,
+			Msg: fmt.Sprintf("request body is larger than %d bytes", limit)}
+	}
+	return errValidation("could not read the request body", err)
+}
+
+// resolveError maps a failure to turn an identity into a session.
+func resolveError(err error) *Error {
+	if errors.Is(err, tenancy.ErrInexpressible) {
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied,
+			Msg: "your identity cannot be expressed as an AWS session (session name or tags): ask the gateway operator", Err: err}
+	}
+	return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "the gateway could not map your identity to an AWS session", Err: err}
+}
+
+// policyError maps a Policy refusal to the client's answer.
+func policyError(err error) *Error {
+	var te *policy.ThrottledError
+	switch {
+	case errors.As(err, &te):
+		return &Error{Status: http.StatusTooManyRequests, Type: typeThrottling,
+			Msg: "rate or token limit reached for your " + te.Scope + "; retry later", RetryAfter: te.RetryAfter, Err: err}
+	case errors.Is(err, policy.ErrModelNotAllowed):
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your team or tenant is not allowed to use this model", Err: err}
+	default:
+		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while checking limits", Err: err}
+	}
+}
+
+// credentialError maps a session-cache failure to the client's answer. The
+// cause (which may name ARNs) goes to the log only.
+func credentialError(ctx context.Context, err error) *Error {
+	switch {
+	case ctx.Err() != nil:
+		return &Error{Status: statusClientClosed, Type: typeValidation, Msg: "client closed the request", Err: err}
+	case errors.Is(err, sessioncache.ErrAccessDenied):
+		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "the gateway is not allowed to create an AWS session for you: ask the gateway operator", Err: err}
+	case errors.Is(err, sessioncache.ErrInvalidSession):
+		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "AWS refused the session the gateway built for you: ask the gateway operator", Err: err}
+	case errors.Is(err, sessioncache.ErrOverloaded):
+		e := &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway is creating AWS sessions for many users at once; retry shortly", Err: err}
+		var oe *sessioncache.OverloadedError
+		if errors.As(err, &oe) {
+			e.RetryAfter = oe.RetryAfter
+		}
+		return e
+	case errors.Is(err, sessioncache.ErrThrottled), errors.Is(err, sessioncache.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway could not obtain AWS credentials for you right now; retry later", Err: err}
+	default:
+		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while obtaining AWS credentials", Err: err}
+	}
+}
+
+// upstreamError maps a failed upstream exchange, one that ended before
+// Bedrock's response arrived. It never echoes the transport error's text.
+func upstreamError(ctx context.Context, err error) *Error {
+	switch {
+	case ctx.Err() != nil:
+		return &Error{Status: statusClientClosed, Type: typeValidation, Msg: "client closed the request", Err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Type: typeUnavailable, Msg: "Bedrock did not answer in time", Err: err}
+	default:
+		return &Error{Status: http.StatusBadGateway, Type: typeUnavailable, Msg: "the gateway could not reach Bedrock", Err: err}
+	}
 }

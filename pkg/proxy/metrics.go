@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
 // Metrics are the proxy's own Prometheus metrics. They are built once per
@@ -61,20 +63,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) authFailure(e *Error) {
+// authFailure counts a refused authentication by its cause, checked in
+// the order authError maps it, so that the reason agrees with the status
+// the caller got.
+func (m *Metrics) authFailure(err error) {
 	if m == nil {
 		return
 	}
 	reason := reasonInvalid
-	switch e.Status {
-	case http.StatusBadRequest:
+	switch {
+	case errors.Is(err, auth.ErrBadRequest):
 		reason = reasonBadRequest
-	case http.StatusForbidden:
+	case errors.Is(err, auth.ErrForbidden):
 		reason = reasonForbidden
-	case http.StatusUnauthorized:
-		if e.Msg == msgNoCredentials {
-			reason = reasonNoCredentials
-		}
+	case errors.Is(err, auth.ErrNoCredentials):
+		reason = reasonNoCredentials
 	}
 	m.authFailures.WithLabelValues(reason).Inc()
 }

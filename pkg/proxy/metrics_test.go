@@ -2,7 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
 func TestProxyMetrics(t *testing.T) {
@@ -69,5 +75,58 @@ bedrock_gateway_auth_failures_total{reason="no_credentials"} 1
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// errAuth refuses every request with err.
+type errAuth struct{ err error }
+
+func (a errAuth) Authenticate(*http.Request) (auth.Identity, error) { return auth.Identity{}, a.err }
+
+// TestAuthFailureReasons: the reason label comes from the cause the
+// authenticator returned (errors.Is), wrapped or not, and agrees with the
+// status the caller got.
+func TestAuthFailureReasons(t *testing.T) {
+	tests := []struct {
+		err    error
+		reason string
+		status int
+	}{
+		{auth.ErrNoCredentials, reasonNoCredentials, http.StatusUnauthorized},
+		{fmt.Errorf("no bearer token: %w", auth.ErrNoCredentials), reasonNoCredentials, http.StatusUnauthorized},
+		{fmt.Errorf("two Authorization headers: %w", auth.ErrBadRequest), reasonBadRequest, http.StatusBadRequest},
+		{fmt.Errorf("tenant t2 outside the grant: %w", auth.ErrForbidden), reasonForbidden, http.StatusForbidden},
+		{fmt.Errorf("unknown key: %w", auth.ErrInvalidCredentials), reasonInvalid, http.StatusUnauthorized},
+		{errors.New("token expired"), reasonInvalid, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			m, err := NewMetrics(prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := validConfig()
+			c.Authenticator, c.Metrics = errAuth{tt.err}, m
+			c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			p, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			rec := httptest.NewRecorder()
+			p.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/model/m/converse", strings.NewReader(converseBody)))
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d", rec.Code, tt.status)
+			}
+			for _, reason := range []string{reasonNoCredentials, reasonInvalid, reasonBadRequest, reasonForbidden} {
+				want := 0.0
+				if reason == tt.reason {
+					want = 1
+				}
+				if got := testutil.ToFloat64(m.authFailures.WithLabelValues(reason)); got != want {
+					t.Errorf("auth failures{reason=%q} = %v, want %v", reason, got, want)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/policy"
+	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -25,13 +29,13 @@ type stubPolicy struct {
 
 func (s *stubPolicy) Admit(id auth.Identity, op, model string) error {
 	if strings.Contains(model, "opus") {
-		return ErrModelNotAllowed
+		return policy.ErrModelNotAllowed
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.n++
 	if s.n > s.max {
-		return &ThrottledError{Scope: "identity", RetryAfter: 2500 * time.Millisecond}
+		return &policy.ThrottledError{Scope: "identity", RetryAfter: 2500 * time.Millisecond}
 	}
 	return nil
 }
@@ -94,5 +98,60 @@ func TestWhoAmI(t *testing.T) {
 	}
 	if n := h.creds.calls.Load(); n != 0 {
 		t.Errorf("whoami asked STS for credentials %d times", n)
+	}
+}
+
+// TestRefusalRecords: a refused request's usage record carries what the
+// gateway had learned before refusing it, so the ledger says who was
+// refused which model (and no session the gateway never resolved).
+func TestRefusalRecords(t *testing.T) {
+	const model = "amazon.nova-lite-v1:0"
+	tests := []struct {
+		name      string
+		path      string
+		body      string
+		mutate    func(*Config, *credStub)
+		status    int
+		errorType string
+		model     string
+		session   string
+	}{
+		{"bad model", "/model/a%20b/converse", converseBody, nil, 400, "ValidationException", "", ""},
+		{"resolver refusal", "/model/" + model + "/converse", converseBody, func(c *Config, _ *credStub) {
+			c.Resolver = staticResolver{err: fmt.Errorf("tag value: %w", tenancy.ErrInexpressible)}
+		}, 403, "AccessDeniedException", model, ""},
+		{"model not allowed", "/model/anthropic.claude-opus-4-v1:0/converse", converseBody, func(c *Config, _ *credStub) {
+			c.Policy = &stubPolicy{max: 10}
+		}, 403, "AccessDeniedException", "anthropic.claude-opus-4-v1:0", "alice@acme.org"},
+		{"throttled", "/model/" + model + "/converse", converseBody, func(c *Config, _ *credStub) {
+			c.Policy = &stubPolicy{max: 0}
+		}, 429, "ThrottlingException", model, "alice@acme.org"},
+		{"metadata not stampable", "/model/" + model + "/converse", "not json", nil, 400, "ValidationException", model, "alice@acme.org"},
+		{"no credentials", "/model/" + model + "/converse", converseBody, func(_ *Config, cs *credStub) {
+			cs.err = fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled)
+		}, 503, "ServiceUnavailableException", model, "alice@acme.org"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &recordSink{}
+			h := newHarness(t, fakeaws.Options{}, func(c *Config) {
+				c.Usage = sink
+				if tt.mutate != nil {
+					tt.mutate(c, c.Credentials.(*credStub))
+				}
+			})
+			if resp := h.post(t, tt.path, tt.body, authed()); resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d", resp.StatusCode, tt.status)
+			}
+			waitFor(t, func() bool { return len(sink.all()) == 1 })
+			r := sink.all()[0]
+			if r.Status != tt.status || r.ErrorType != tt.errorType || r.Model != tt.model || r.SessionName != tt.session || r.User != "alice@acme.org" {
+				t.Errorf("record = status %d, error %q, model %q, session %q, user %q; want %d, %q, %q, %q, alice@acme.org",
+					r.Status, r.ErrorType, r.Model, r.SessionName, r.User, tt.status, tt.errorType, tt.model, tt.session)
+			}
+			if n := len(h.fake.Invocations()); n != 0 {
+				t.Errorf("Bedrock called %d times, want 0", n)
+			}
+		})
 	}
 }

@@ -71,6 +71,7 @@ type harness struct {
 	fake     *fakeaws.Server
 	upstream *httptest.Server
 	gateway  *httptest.Server
+	proxy    *Proxy
 	creds    *credStub
 	logs     *bytes.Buffer
 	logMu    *sync.Mutex
@@ -101,6 +102,8 @@ func newHarness(t *testing.T, opts fakeaws.Options, mutate func(*Config)) *harne
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Close)
+	h.proxy = p
 	h.gateway = httptest.NewServer(p)
 	t.Cleanup(h.gateway.Close)
 	return h
@@ -485,7 +488,7 @@ func TestNewValidates(t *testing.T) {
 	if err == nil {
 		t.Fatal("New accepted an empty config")
 	}
-	for _, want := range []string{"endpoint", "region", "authenticator", "base path"} {
+	for _, want := range []string{"endpoint", "region", "authenticator", "base_path"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

@@ -175,3 +175,41 @@ func printableASCII(s string) bool {
 	}
 	return true
 }
+
+// newRouter serves the routes, behind authentication, under BasePath.
+// What the gateway does not forward is answered by the gateway.
+func (p *Proxy) newRouter() http.Handler {
+	notFound := func(w http.ResponseWriter, r *http.Request) { p.fail(w, r, errUnknownOperation()) }
+	methodNotAllowed := func(w http.ResponseWriter, r *http.Request) { p.fail(w, r, errMethodNotAllowed()) }
+	api := chi.NewRouter()
+	// Claude Code probes the control plane at startup without credentials
+	// (its embedded AWS SDK does not send the gateway token there): a
+	// clean 404 for everyone, which reveals nothing.
+	inferenceProfiles := func(w http.ResponseWriter, r *http.Request) {
+		stateFrom(r.Context()).op = opInferenceProfiles
+		p.fail(w, r, errControlPlane())
+	}
+	api.HandleFunc("/inference-profiles", inferenceProfiles)
+	api.HandleFunc("/inference-profiles/*", inferenceProfiles)
+	api.Group(func(api chi.Router) {
+		api.Use(p.authenticate)
+		for _, rt := range routes {
+			api.Method(rt.method, rt.pattern, p.handle(rt))
+		}
+		api.Post("/model/{modelId}/invoke-with-bidirectional-stream", func(w http.ResponseWriter, r *http.Request) {
+			stateFrom(r.Context()).op = opBidirectional
+			p.fail(w, r, errBidirectionalUnsupported())
+		})
+		api.Get("/gateway/whoami", p.whoami)
+	})
+	api.NotFound(notFound)
+	api.MethodNotAllowed(methodNotAllowed)
+	if p.cfg.BasePath == "" {
+		return api
+	}
+	root := chi.NewRouter()
+	root.NotFound(notFound)
+	root.MethodNotAllowed(methodNotAllowed)
+	root.Mount(p.cfg.BasePath, api)
+	return root
+}

@@ -17,19 +17,19 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
-// usageSink collects usage records.
-type usageSink struct {
+// recordSink collects usage records.
+type recordSink struct {
 	mu   sync.Mutex
 	recs []usage.Record
 }
 
-func (s *usageSink) Record(r usage.Record) {
+func (s *recordSink) Record(r usage.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recs = append(s.recs, r)
 }
 
-func (s *usageSink) all() []usage.Record {
+func (s *recordSink) all() []usage.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]usage.Record(nil), s.recs...)
@@ -143,7 +143,7 @@ func TestControlPlaneAndUnsupported(t *testing.T) {
 // cancels Bedrock's side at once; the usage record says so.
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	upstreamCancelled := make(chan struct{})
-	sink := &usageSink{}
+	sink := &recordSink{}
 	h := newHarness(t, fakeaws.Options{BeforeEvent: func(ctx context.Context, op string, i int) {
 		if i == 1 {
 			select {
@@ -193,7 +193,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // TestStreamIdleTimeout: Bedrock going quiet mid-stream ends the exchange
 // after the idle timeout instead of holding the client forever.
 func TestStreamIdleTimeout(t *testing.T) {
-	sink := &usageSink{}
+	sink := &recordSink{}
 	h := newHarness(t, fakeaws.Options{BeforeEvent: func(ctx context.Context, op string, i int) {
 		if i == 1 {
 			<-ctx.Done() // never sends event 1
@@ -241,7 +241,7 @@ func TestPostNeverRetried(t *testing.T) {
 // TestUsageRecordsEveryRequest: exactly one record per request, refused
 // or forwarded, with tokens for those Bedrock reported.
 func TestUsageRecordsEveryRequest(t *testing.T) {
-	sink := &usageSink{}
+	sink := &recordSink{}
 	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.Usage = sink })
 	h.post(t, "/model/amazon.nova-lite-v1:0/converse", converseBody, authed())
 	h.post(t, "/model/m/converse", converseBody, http.Header{})

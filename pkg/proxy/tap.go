@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -145,111 +144,4 @@ func (t *responseTap) tokens() (usage.Tokens, string) {
 		return tok, ""
 	}
 	return usage.Tokens{}, ""
-}
-
-// finish runs once per request, after the answer: it writes the usage
-// record and the access log line.
-func (p *Proxy) finish(rec *recorder, r *http.Request, st *reqState) {
-	end := p.cfg.Now()
-	u := usage.Record{
-		Time:      st.start,
-		RequestID: st.id,
-		Operation: st.op,
-		Model:     st.modelID,
-		Status:    rec.statusCode(),
-		Latency:   end.Sub(st.start),
-		// The server cancels the request context when the client's
-		// connection goes away; before this handler returns, nothing
-		// else does.
-		ClientGone: r.Context().Err() != nil,
-	}
-	if u.Operation == "" {
-		u.Operation = "other"
-	}
-	if !rec.firstByte.IsZero() {
-		u.TimeToFirstByte = rec.firstByte.Sub(st.start)
-	}
-	if id := st.identity; id != nil {
-		u.User, u.Team, u.Tenant, u.CostCenter, u.AuthMethod = id.User, id.Team, id.Tenant, id.CostCenter, id.Method
-	}
-	if st.spec != nil {
-		u.SessionName, u.RoleARN = st.spec.SessionName, st.spec.RoleARN
-	}
-	if rec.err != nil {
-		u.ErrorType = rec.err.Type
-	}
-	if t := st.tap; t != nil {
-		if t.streamDone != nil {
-			t.streamDone()
-		}
-		u.UpstreamRequestID = t.requestID
-		var exception string
-		u.Tokens, exception = t.tokens()
-		switch {
-		case t.errorType != "":
-			u.ErrorType = t.errorType
-		case exception != "":
-			u.ErrorType = exception
-		}
-	}
-	if st.idleFired.Load() {
-		u.ErrorType = "StreamIdleTimeout"
-	}
-	if u.ClientGone && u.Status < 400 && rec.status == 0 {
-		u.Status = statusClientClosed
-	}
-	if p.cfg.Policy != nil && st.identity != nil && u.Tokens != (usage.Tokens{}) {
-		p.cfg.Policy.Spent(*st.identity, u.Tokens)
-	}
-	if p.cfg.Usage != nil {
-		p.cfg.Usage.Record(u)
-	}
-	p.accessLog(r, rec, st, &u)
-}
-
-func (p *Proxy) accessLog(r *http.Request, rec *recorder, st *reqState, u *usage.Record) {
-	attrs := []slog.Attr{
-		slog.String("request_id", u.RequestID),
-		slog.String("method", r.Method),
-		slog.String("operation", u.Operation),
-		slog.Int("status", u.Status),
-		slog.Duration("duration", u.Latency),
-		slog.Int64("bytes_out", rec.bytes),
-	}
-	if u.Model != "" {
-		attrs = append(attrs, slog.String("model", u.Model))
-	}
-	if st.identity != nil {
-		attrs = append(attrs, slog.String("user", u.User), slog.String("key_id", st.identity.KeyID),
-			slog.String("team", u.Team), slog.String("tenant", u.Tenant))
-	}
-	if u.SessionName != "" {
-		attrs = append(attrs, slog.String("session_name", u.SessionName))
-	}
-	if u.UpstreamRequestID != "" {
-		attrs = append(attrs, slog.String("upstream_request_id", u.UpstreamRequestID))
-	}
-	if u.Input+u.Output+u.CacheRead+u.CacheWrite > 0 {
-		attrs = append(attrs, slog.Int64("input_tokens", u.Input), slog.Int64("output_tokens", u.Output),
-			slog.Int64("cache_read_tokens", u.CacheRead), slog.Int64("cache_write_tokens", u.CacheWrite))
-	}
-	if u.TimeToFirstByte > 0 {
-		attrs = append(attrs, slog.Duration("ttfb", u.TimeToFirstByte))
-	}
-	if u.ClientGone {
-		attrs = append(attrs, slog.Bool("client_gone", true))
-	}
-	level := slog.LevelInfo
-	if u.ErrorType != "" {
-		attrs = append(attrs, slog.String("error_type", u.ErrorType))
-	}
-	if rec.err != nil {
-		if rec.err.Err != nil {
-			attrs = append(attrs, slog.String("error", rec.err.Err.Error()))
-		}
-		if rec.err.Status >= 500 {
-			level = slog.LevelWarn
-		}
-	}
-	p.log.LogAttrs(r.Context(), level, "request", attrs...)
 }

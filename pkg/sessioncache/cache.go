@@ -126,7 +126,8 @@ type Config struct {
 	// Default 10s.
 	STSTimeout time.Duration
 	// Rate is the process's AssumeRole budget, calls per second; no
-	// one-second window sees more. Default 400. Must exceed 1.
+	// one-second window sees more. Default 400; more than 1 and at most
+	// 600, the STS account quota.
 	Rate float64
 	// NewSessionShare is the share of Rate new sessions may use, in (0,1];
 	// the rest is kept for refreshes of active users. Default 0.75.
@@ -204,37 +205,57 @@ type refusal struct {
 	until time.Time
 }
 
-// New returns a Cache configured by cfg, or an error if cfg is invalid or
-// the metrics cannot be registered.
-func New(cfg Config) (*Cache, error) {
+// maxRate is the highest Rate accepted: STS allows 600 requests per second
+// per account and Region for all STS calls together (IAM User Guide, "STS
+// request quotas"), so a larger budget could only be spent by being
+// throttled.
+const maxRate = 600
+
+// Validate reports every problem in c's settings at once (errors.Join),
+// each message starting with the key of the field: size, expiry_margin,
+// refresh_before, refresh_jitter, timeout, admission_wait, negative_ttl,
+// throttle_cooldown, rate or new_session_share. Zero fields are valid:
+// they take the Default* values. It has no side effects. The STS client is
+// a dependency, not a setting: New checks it, so a config loader can
+// validate settings before any client exists.
+func (c Config) Validate() error {
 	var errs []error
-	if cfg.STS == nil {
-		errs = append(errs, errors.New("sts: required"))
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Size < 0 {
+		add("size: must be at least 1, or 0 for the default %d, got %d", DefaultSize, c.Size)
 	}
-	if cfg.Size < 0 {
-		errs = append(errs, fmt.Errorf("size: must not be negative, got %d", cfg.Size))
-	}
-	if cfg.ExpiryMargin < 0 || cfg.ExpiryMargin >= minSessionDuration {
-		errs = append(errs, fmt.Errorf("expiry margin: must be 0..%v, got %v", minSessionDuration, cfg.ExpiryMargin))
-	}
-	if cfg.STSTimeout < 0 {
-		errs = append(errs, fmt.Errorf("sts timeout: must not be negative, got %v", cfg.STSTimeout))
-	}
-	if cfg.Rate != 0 && !(cfg.Rate > 1) {
-		errs = append(errs, fmt.Errorf("rate: must be more than 1 call per second, got %v", cfg.Rate))
-	}
-	if cfg.NewSessionShare < 0 || cfg.NewSessionShare > 1 {
-		errs = append(errs, fmt.Errorf("new session share: must be in (0,1], got %v", cfg.NewSessionShare))
+	if c.ExpiryMargin < 0 || c.ExpiryMargin >= minSessionDuration {
+		add("expiry_margin: must be at least 0 and less than %v (the shortest STS session), got %v", minSessionDuration, c.ExpiryMargin)
 	}
 	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"admission wait", cfg.AdmissionWait}, {"refresh before", cfg.RefreshBefore}, {"refresh jitter", cfg.RefreshJitter}, {"negative ttl", cfg.NegativeTTL}, {"throttle cooldown", cfg.ThrottleCooldown}} {
+		key string
+		v   time.Duration
+	}{
+		{"refresh_before", c.RefreshBefore}, {"refresh_jitter", c.RefreshJitter}, {"timeout", c.STSTimeout},
+		{"admission_wait", c.AdmissionWait}, {"negative_ttl", c.NegativeTTL}, {"throttle_cooldown", c.ThrottleCooldown},
+	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s: must not be negative, got %v", d.name, d.v))
+			add("%s: must not be negative, got %v", d.key, d.v)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	// Written so that NaN fails too.
+	if c.Rate != 0 && !(c.Rate > 1 && c.Rate <= maxRate) {
+		add("rate: must be more than 1 and at most %d (the STS account quota), got %v", maxRate, c.Rate)
+	}
+	if c.NewSessionShare != 0 && !(c.NewSessionShare > 0 && c.NewSessionShare <= 1) {
+		add("new_session_share: must be in (0,1], got %v", c.NewSessionShare)
+	}
+	return errors.Join(errs...)
+}
+
+// New returns a Cache configured by cfg, or an error if cfg is invalid (see
+// Validate) or the metrics cannot be registered.
+func New(cfg Config) (*Cache, error) {
+	err := cfg.Validate()
+	if cfg.STS == nil {
+		err = errors.Join(errors.New("sts: required"), err)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("sessioncache: %w", err)
 	}
 

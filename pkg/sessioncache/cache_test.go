@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -33,43 +34,104 @@ func mustNew(t testing.TB, cfg Config) *Cache {
 	return c
 }
 
-func TestNewConfig(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	f := &fakeSTS{}
 	tests := []struct {
-		name    string
-		cfg     Config
-		wantErr string // substring; "" means success
+		name string
+		cfg  Config
+		want []string // message prefixes, one per problem; nil means valid
 	}{
-		{"defaults", Config{STS: f}, ""},
-		{"all set", Config{STS: f, Size: 1, Now: time.Now, ExpiryMargin: time.Minute, STSTimeout: time.Second, Registerer: prometheus.NewRegistry()}, ""},
-		{"no sts", Config{}, "sts: required"},
-		{"negative size", Config{STS: f, Size: -1}, "size"},
-		{"negative margin", Config{STS: f, ExpiryMargin: -time.Second}, "expiry margin"},
-		{"margin as long as shortest session", Config{STS: f, ExpiryMargin: 15 * time.Minute}, "expiry margin"},
-		{"negative timeout", Config{STS: f, STSTimeout: -time.Second}, "sts timeout"},
+		{"zero fields take defaults", Config{STS: f}, nil},
+		{"all set at their limits", Config{
+			STS: f, Size: 1, ExpiryMargin: minSessionDuration - time.Nanosecond, STSTimeout: time.Second,
+			Rate: 600, NewSessionShare: 1, AdmissionWait: time.Second, RefreshBefore: time.Second,
+			RefreshJitter: time.Second, NegativeTTL: time.Second, ThrottleCooldown: time.Second,
+		}, nil},
+		{"smallest rate and share", Config{STS: f, Rate: 1.001, NewSessionShare: 0.001}, nil},
+		{"no sts: a dependency, checked by New", Config{}, nil},
+		{"negative size", Config{STS: f, Size: -1}, []string{"size: "}},
+		{"negative margin", Config{STS: f, ExpiryMargin: -time.Second}, []string{"expiry_margin: "}},
+		{"margin as long as the shortest session", Config{STS: f, ExpiryMargin: 15 * time.Minute}, []string{"expiry_margin: "}},
+		{"negative timeout", Config{STS: f, STSTimeout: -time.Second}, []string{"timeout: "}},
+		{"negative refresh_before", Config{STS: f, RefreshBefore: -1}, []string{"refresh_before: "}},
+		{"negative refresh_jitter", Config{STS: f, RefreshJitter: -1}, []string{"refresh_jitter: "}},
+		{"negative admission_wait", Config{STS: f, AdmissionWait: -1}, []string{"admission_wait: "}},
+		{"negative negative_ttl", Config{STS: f, NegativeTTL: -1}, []string{"negative_ttl: "}},
+		{"negative throttle_cooldown", Config{STS: f, ThrottleCooldown: -1}, []string{"throttle_cooldown: "}},
+		{"rate of 1", Config{STS: f, Rate: 1}, []string{"rate: "}},
+		{"negative rate", Config{STS: f, Rate: -5}, []string{"rate: "}},
+		{"rate above the STS quota", Config{STS: f, Rate: 600.5}, []string{"rate: "}},
+		{"NaN rate", Config{STS: f, Rate: math.NaN()}, []string{"rate: "}},
+		{"negative share", Config{STS: f, NewSessionShare: -0.1}, []string{"new_session_share: "}},
+		{"share above 1", Config{STS: f, NewSessionShare: 1.01}, []string{"new_session_share: "}},
+		{"NaN share", Config{STS: f, NewSessionShare: math.NaN()}, []string{"new_session_share: "}},
+		{"every problem at once", Config{
+			Size: -1, ExpiryMargin: -1, STSTimeout: -1, Rate: 0.5, NewSessionShare: 2, AdmissionWait: -1,
+			RefreshBefore: -1, RefreshJitter: -1, NegativeTTL: -1, ThrottleCooldown: -1,
+		}, []string{
+			"size: ", "expiry_margin: ", "refresh_before: ", "refresh_jitter: ", "timeout: ",
+			"admission_wait: ", "negative_ttl: ", "throttle_cooldown: ", "rate: ", "new_session_share: ",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(tt.cfg)
-			if tt.wantErr == "" {
-				if err != nil || c == nil {
-					t.Fatalf("New() = %v, %v, want cache, nil", c, err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("New() error = %v, want error containing %q", err, tt.wantErr)
-			}
+			checkProblems(t, tt.cfg.Validate(), tt.want)
 		})
 	}
 }
 
-func TestNewReportsEveryConfigProblem(t *testing.T) {
+// checkProblems checks that err is a flat join (errors.Join of single
+// problems, as a config loader prefixes them one by one) of exactly one
+// problem per entry of want, in order, each starting with its entry.
+func checkProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	var got []string
+	if err != nil {
+		joined, ok := err.(interface{ Unwrap() []error })
+		if !ok {
+			t.Fatalf("Validate() = %v, want an errors.Join", err)
+		}
+		for _, e := range joined.Unwrap() {
+			got = append(got, e.Error())
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
+			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
+		}
+	}
+}
+
+// TestNewValidates checks that New refuses exactly what Validate refuses,
+// and applies defaults to what it accepts.
+func TestNewValidates(t *testing.T) {
+	f := &fakeSTS{}
+	if _, err := New(Config{STS: f, Rate: 601}); err == nil || !strings.Contains(err.Error(), "rate: ") {
+		t.Errorf("New(rate 601) error = %v, want the rate problem", err)
+	}
 	_, err := New(Config{Size: -1, STSTimeout: -1})
-	for _, want := range []string{"sts: required", "size", "sts timeout"} {
+	for _, want := range []string{"sts: required", "size: ", "timeout: "} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New() error = %v, want it to mention %q", err, want)
 		}
+	}
+	c := mustNew(t, Config{STS: f})
+	if c.margin != DefaultExpiryMargin || c.stsTimeout != DefaultSTSTimeout || c.refreshBefore != DefaultRefreshBefore ||
+		c.refreshJitter != DefaultRefreshJitter || c.negativeTTL != DefaultNegativeTTL {
+		t.Errorf("New(zero config) durations = %v %v %v %v %v, want the defaults", c.margin, c.stsTimeout, c.refreshBefore, c.refreshJitter, c.negativeTTL)
+	}
+	if c.adm.allRate != DefaultRate || c.adm.freshRate != DefaultRate*DefaultNewSessionShare ||
+		c.adm.maxWait != DefaultAdmissionWait || c.adm.cooldown != DefaultThrottleCooldown {
+		t.Errorf("New(zero config) admission = %v %v %v %v, want the defaults", c.adm.allRate, c.adm.freshRate, c.adm.maxWait, c.adm.cooldown)
+	}
+	for range DefaultSize + 1 {
+		c.lru.Add(strconv.Itoa(c.lru.Len()), &entry{})
+	}
+	if got := c.Len(); got != DefaultSize {
+		t.Errorf("New(zero config) holds %d sessions, want DefaultSize %d", got, DefaultSize)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
-	"github.com/bedrock-gateway/gateway/pkg/limits"
 )
 
 // Session duration limits: STS DurationSeconds minimum is 900 (15m), and a
@@ -18,9 +17,20 @@ import (
 // capped at 3600 (1h); above that AssumeRole fails (STS API reference,
 // AssumeRole DurationSeconds).
 const (
-	minDuration     = 15 * time.Minute
-	maxDuration     = time.Hour
-	defaultDuration = time.Hour
+	minDuration = 15 * time.Minute
+	maxDuration = time.Hour
+)
+
+// Defaults that Config applies to its zero fields (see Config). They are
+// exported so that a config loader can document or show them without
+// restating them.
+const (
+	// DefaultDuration is the session lifetime when Config.Duration is
+	// zero: the longest a chained role allows.
+	DefaultDuration = maxDuration
+	// DefaultSourceIdentityFrom is Config.SourceIdentityFrom when empty:
+	// the readable label rather than the opaque user ID.
+	DefaultSourceIdentityFrom = "label"
 )
 
 // roleARN matches an IAM role ARN: arn:<partition>:iam::<12-digit
@@ -32,24 +42,34 @@ var roleARN = regexp.MustCompile(`^arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/(?:[\
 const maxRoleARN = 2048
 
 // Config says which role every caller's session assumes and how the
-// caller's identity is written into it.
+// caller's identity is written into it. It is the YAML block "session:",
+// decoded directly by the config loader, so the yaml tags are the schema;
+// Validate names each problem by its YAML path relative to that block.
+// Which models a caller may use and at what rate is not here: see
+// pkg/policy.
 type Config struct {
 	// RoleARN is the Bedrock invocation role each caller's session
 	// assumes, for example arn:aws:iam::123456789012:role/BedrockUser.
-	// Required.
-	RoleARN string
+	// Required. YAML: role_arn.
+	RoleARN string `yaml:"role_arn"`
 	// SessionNamePrefix is prepended to every RoleSessionName, for
 	// example "gw-". Optional; at most 32 characters of [\w+,.@-] ('=' is
-	// reserved, see SessionName).
-	SessionNamePrefix string
+	// reserved, see SessionName). YAML: name_prefix.
+	SessionNamePrefix string `yaml:"name_prefix"`
 	// TagKeys names the session tag each identity attribute is sent as.
 	// nil means DefaultTagKeys(); a non-nil value is taken literally, so
 	// &TagKeys{} sends no tags (for a role whose trust policy does not
-	// allow sts:TagSession).
-	TagKeys *TagKeys
+	// allow sts:TagSession). YAML: tag_keys.
+	//
+	// A YAML decoder fills only the keys the block names, so a loader
+	// that wants each key left out of tag_keys to keep its default (and
+	// an explicit "" to turn that tag off) points TagKeys at a copy of
+	// DefaultTagKeys() before decoding: go.yaml.in/yaml/v3 decodes into
+	// the existing value.
+	TagKeys *TagKeys `yaml:"tag_keys"`
 	// Duration is the requested session lifetime (DurationSeconds): whole
-	// seconds in 15m..1h. Zero means 1h.
-	Duration time.Duration
+	// seconds in 15m..1h. Zero means DefaultDuration. YAML: duration.
+	Duration time.Duration `yaml:"duration"`
 
 	// SessionNameTemplate says what the readable part of the
 	// RoleSessionName shows: literal text of [\w+,.@-] (no '=') and at
@@ -61,7 +81,7 @@ type Config struct {
 	// prefix + rendered + "=" + hash(User), so the name stays unique per
 	// user whatever the label, team or tenant say (see SessionName).
 	// YAML: name_template.
-	SessionNameTemplate string
+	SessionNameTemplate string `yaml:"name_template"`
 	// SourceIdentity, if true, sets the STS SourceIdentity of every
 	// session, which then appears in CloudTrail for every action taken
 	// with it. It needs sts:SetSourceIdentity in the gateway's own
@@ -69,33 +89,21 @@ type Config struct {
 	// the gateway's own session already carries a SourceIdentity
 	// (IAM User Guide, id_credentials_temp_control-access_monitor).
 	// YAML: source_identity.
-	SourceIdentity bool
+	SourceIdentity bool `yaml:"source_identity"`
 	// SourceIdentityFrom says what the SourceIdentity shows: "user" (as
 	// SessionName("", User)) or "label" (as the template "{label}"
-	// without prefix). "" means "label". Either way the value is 2-64
-	// characters of [\w+=,.@-] (STS AssumeRole SourceIdentity) and unique
-	// per user. YAML: source_identity_from.
-	SourceIdentityFrom string
-	// Models is the default model allow-list, for callers whose tenant and
-	// team rules have none: model IDs or ARNs, '*' matching any run of
-	// characters ("anthropic.claude-*", "*anthropic.claude-*"). Empty
-	// allows every model. See Resolver.ModelAllowed. YAML: models.
-	Models []string
-	// Limits is the default limit of each caller (keyed by Identity.User)
-	// when its team rule does not set one; zero is unlimited. See
-	// Resolver.Limits. YAML: limits.
-	Limits limits.LimitRule
-	// TenantLimits is the default aggregate limit of each tenant when its
-	// tenant rule does not set one; zero is unlimited. YAML: tenant_limits.
-	TenantLimits limits.LimitRule
+	// without prefix). "" means DefaultSourceIdentityFrom, "label".
+	// Either way the value is 2-64 characters of [\w+=,.@-] (STS
+	// AssumeRole SourceIdentity) and unique per user.
+	// YAML: source_identity_from.
+	SourceIdentityFrom string `yaml:"source_identity_from"`
 	// Tenants holds per-tenant rules, keyed by Identity.Tenant exactly
-	// (role, tenant-only session name, models, tenant limits). YAML:
-	// tenants.
-	Tenants map[string]TenantRule
-	// Teams holds per-team rules, keyed by Identity.Team exactly (role,
-	// models, per-caller limits). A tenant rule takes precedence over a
-	// team rule for the role and the model list. YAML: teams.
-	Teams map[string]TeamRule
+	// (role, tenant-only session name). YAML: tenants.
+	Tenants map[string]TenantRule `yaml:"tenants"`
+	// Teams holds per-team rules, keyed by Identity.Team exactly (role).
+	// A tenant rule's role takes precedence over a team rule's.
+	// YAML: teams.
+	Teams map[string]TeamRule `yaml:"teams"`
 }
 
 // TagKeys names the STS session tag each identity attribute is sent
@@ -108,10 +116,12 @@ type Config struct {
 // forgets to name tags still attributes spend by team, tenant and cost
 // center.
 type TagKeys struct {
-	Team, Tenant, CostCenter string
+	Team       string `yaml:"team"`
+	Tenant     string `yaml:"tenant"`
+	CostCenter string `yaml:"cost_center"`
 	// User sends the caller's user name as a tag as well; off by default,
 	// because the RoleSessionName already carries it.
-	User string
+	User string `yaml:"user"`
 }
 
 // DefaultTagKeys returns the tag keys used when Config.TagKeys is nil:
@@ -127,13 +137,13 @@ func (c Config) withDefaults() Config {
 		c.TagKeys = &d
 	}
 	if c.Duration == 0 {
-		c.Duration = defaultDuration
+		c.Duration = DefaultDuration
 	}
 	if c.SessionNameTemplate == "" {
 		c.SessionNameTemplate = DefaultSessionNameTemplate
 	}
 	if c.SourceIdentityFrom == "" {
-		c.SourceIdentityFrom = "label"
+		c.SourceIdentityFrom = DefaultSourceIdentityFrom
 	}
 	return c
 }
@@ -149,7 +159,8 @@ func (k TagKeys) fields() []struct{ path, key string } {
 }
 
 // Validate reports every problem with c (after defaults), joined with
-// errors.Join, each naming the config field. It has no side effects.
+// errors.Join, each named by its YAML path relative to the session block
+// ("role_arn", "tenants.acme.session_name"). It has no side effects.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
@@ -189,9 +200,6 @@ func (c Config) Validate() error {
 	if _, ok := sourceIdentityTemplates[c.SourceIdentityFrom]; !ok {
 		errs = append(errs, fmt.Errorf(`source_identity_from: must be "user" or "label", got %.32q`, c.SourceIdentityFrom))
 	}
-	errs = append(errs, validateModelPatterns("models", c.Models)...)
-	errs = append(errs, validateLimits("limits", c.Limits)...)
-	errs = append(errs, validateLimits("tenant_limits", c.TenantLimits)...)
 	errs = append(errs, c.validateRules()...)
 	return errors.Join(errs...)
 }

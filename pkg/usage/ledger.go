@@ -33,12 +33,11 @@ type LedgerConfig struct {
 	Stdout io.Writer
 	// MaxBytes is the file size in bytes that a write may not push the file
 	// past: the write that would exceed it goes to a fresh file instead.
-	// Zero or negative means DefaultMaxBytes. A single record larger than
-	// MaxBytes is still written whole, alone in its file.
+	// Zero means DefaultMaxBytes; negative is invalid. A single record
+	// larger than MaxBytes is still written whole, alone in its file.
 	MaxBytes int64
 	// MaxBackups is how many rotated files are kept: Path.1 (newest) to
-	// Path.N (oldest). Zero means DefaultMaxBackups; negative keeps none
-	// (the full file is deleted at rotation).
+	// Path.N (oldest). Zero means DefaultMaxBackups; negative is invalid.
 	MaxBackups int
 	// Now stamps records whose Time is zero. Default time.Now.
 	Now func() time.Time
@@ -74,18 +73,36 @@ type Ledger struct {
 	dropped     atomic.Int64
 }
 
+// Validate reports every problem in c at once (errors.Join), each message
+// starting with the key of the field in the usage block: ledger_max_bytes
+// or ledger_max_backups. Zero fields are valid: they take the defaults. It
+// has no side effects and does not touch Path; NewLedger calls it.
+func (c LedgerConfig) Validate() error {
+	var errs []error
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("ledger_max_bytes: must not be negative (0 means %d), got %d", DefaultMaxBytes, c.MaxBytes))
+	}
+	if c.MaxBackups < 0 {
+		errs = append(errs, fmt.Errorf("ledger_max_backups: must not be negative (0 means %d), got %d", DefaultMaxBackups, c.MaxBackups))
+	}
+	return errors.Join(errs...)
+}
+
 // NewLedger opens (creating it if needed) the ledger described by cfg. It
-// fails when the file cannot be opened for appending, so that a
-// misconfigured path stops the gateway at start rather than losing every
-// record silently.
+// fails when cfg is invalid (see Validate) or the file cannot be opened for
+// appending, so that a misconfigured path stops the gateway at start rather
+// than losing every record silently.
 func NewLedger(cfg LedgerConfig) (*Ledger, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("usage ledger: %w", err)
+	}
 	l := &Ledger{
 		path:       cfg.Path,
 		maxBytes:   cfg.MaxBytes,
 		maxBackups: cfg.MaxBackups,
 		now:        cfg.Now,
 	}
-	if l.maxBytes <= 0 {
+	if l.maxBytes == 0 {
 		l.maxBytes = DefaultMaxBytes
 	}
 	if l.maxBackups == 0 {
@@ -204,14 +221,10 @@ func (l *Ledger) rotate() error {
 	l.f.Sync()
 	l.f.Close() // every byte was handed over by write(2); nothing to lose here
 	l.f, l.w = nil, nil
-	if l.maxBackups < 0 {
-		os.Remove(l.path)
-	} else {
-		for i := l.maxBackups - 1; i >= 1; i-- {
-			os.Rename(l.backup(i), l.backup(i+1)) // missing backups are fine
-		}
-		os.Rename(l.path, l.backup(1))
+	for i := l.maxBackups - 1; i >= 1; i-- {
+		os.Rename(l.backup(i), l.backup(i+1)) // missing backups are fine
 	}
+	os.Rename(l.path, l.backup(1))
 	return l.open()
 }
 
@@ -279,13 +292,13 @@ func millis(d time.Duration) float64 {
 	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
 }
 
-// Recorders sends each Record to every recorder in order, so the proxy can
-// hold one sink for the ledger and the metrics.
-type Recorders []interface{ Record(Record) }
+// Sinks sends each Record to every sink in order (a Ledger, Metrics, ...),
+// so that the proxy, which takes one usage sink, feeds all of them.
+type Sinks []interface{ Record(Record) }
 
-// Record passes r to each recorder.
-func (rs Recorders) Record(r Record) {
-	for _, rec := range rs {
-		rec.Record(r)
+// Record passes r to each sink.
+func (s Sinks) Record(r Record) {
+	for _, sink := range s {
+		sink.Record(r)
 	}
 }

@@ -346,7 +346,8 @@ func TestLedgerRotation(t *testing.T) {
 		{"three lines a file, three backups", int64(3*lineLen + lineLen/2), 3, 40, 4, 10},
 		{"exact fit", int64(2 * lineLen), 2, 10, 3, 6},
 		{"record larger than MaxBytes sits alone", 10, 3, 10, 4, 4},
-		{"no backups", int64(3 * lineLen), -1, 10, 1, 1},
+		{"one backup", int64(3 * lineLen), 1, 10, 2, 4},
+		{"default backups", int64(2 * lineLen), 0, 20, DefaultMaxBackups + 1, 2 * (DefaultMaxBackups + 1)},
 		{"all kept", int64(4 * lineLen), 100, 40, 10, 40},
 	}
 	for _, tt := range tests {
@@ -359,7 +360,10 @@ func TestLedgerRotation(t *testing.T) {
 			if err := l.Close(); err != nil {
 				t.Fatalf("Close() = %v", err)
 			}
-			backups := max(tt.maxBackups, 0)
+			backups := tt.maxBackups
+			if backups == 0 {
+				backups = DefaultMaxBackups
+			}
 			recs, files := ledgerFiles(t, path, backups, int(tt.maxBytes))
 			if files != tt.wantFiles {
 				t.Errorf("files = %d, want %d", files, tt.wantFiles)
@@ -573,14 +577,75 @@ type recordCollector struct{ got []Record }
 
 func (c *recordCollector) Record(r Record) { c.got = append(c.got, r) }
 
-func TestRecorders(t *testing.T) {
+func TestSinks(t *testing.T) {
 	a, b := &recordCollector{}, &recordCollector{}
-	rs := Recorders{a, b}
-	rs.Record(sample("x"))
-	want := []Record{sample("x")}
+	s := Sinks{a, b}
+	s.Record(sample("x"))
+	s.Record(sample("y"))
+	want := []Record{sample("x"), sample("y")}
 	for i, c := range []*recordCollector{a, b} {
 		if diff := cmp.Diff(want, c.got); diff != "" {
-			t.Errorf("recorder %d got (-want +got):\n%s", i, diff)
+			t.Errorf("sink %d got (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+func TestLedgerConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  LedgerConfig
+		want []string // message prefixes, one per problem; nil means valid
+	}{
+		{"zero values take defaults", LedgerConfig{}, nil},
+		{"set", LedgerConfig{Path: "-", MaxBytes: 1, MaxBackups: 1}, nil},
+		{"negative max bytes", LedgerConfig{MaxBytes: -1}, []string{"ledger_max_bytes: "}},
+		{"negative max backups", LedgerConfig{MaxBackups: -1}, []string{"ledger_max_backups: "}},
+		{"both", LedgerConfig{MaxBytes: -1, MaxBackups: -1}, []string{"ledger_max_bytes: ", "ledger_max_backups: "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			checkProblems(t, err, tt.want)
+			// NewLedger applies the same rule: it refuses what Validate
+			// refuses, before touching any file.
+			path := filepath.Join(t.TempDir(), "usage.jsonl")
+			cfg := tt.cfg
+			cfg.Path = path
+			l, nerr := NewLedger(cfg)
+			if (nerr != nil) != (err != nil) {
+				t.Errorf("NewLedger() error = %v, Validate() = %v: want both nil or both errors", nerr, err)
+			}
+			if l != nil {
+				l.Close()
+			}
+			if _, serr := os.Stat(path); nerr != nil && !errors.Is(serr, os.ErrNotExist) {
+				t.Errorf("refused NewLedger() created %s (Stat = %v)", path, serr)
+			}
+		})
+	}
+}
+
+// checkProblems checks that err is a flat join (errors.Join of single
+// problems, as a config loader prefixes them one by one) of exactly one
+// problem per entry of want, in order, each starting with its entry.
+func checkProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	var got []string
+	if err != nil {
+		joined, ok := err.(interface{ Unwrap() []error })
+		if !ok {
+			t.Fatalf("Validate() = %v, want an errors.Join", err)
+		}
+		for _, e := range joined.Unwrap() {
+			got = append(got, e.Error())
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
+			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
 		}
 	}
 }

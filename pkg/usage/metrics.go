@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,11 +23,18 @@ var Operations = []string{
 	"InvokeModelWithBidirectionalStream",
 }
 
-// Label values that stand in for values outside a configured set.
+// Label values that stand in for values outside a configured set. They, and
+// "", may not be listed in MetricsConfig.
 const (
-	labelOther = "other" // a value not in the allowed set
-	labelNone  = "none"  // an empty value (unauthenticated, no model)
+	LabelOther = "other" // a value not in the allowed set
+	LabelNone  = "none"  // an empty value (unauthenticated, no model)
 )
+
+// MaxLabelValues is the most values MetricsConfig may list for one label.
+// Series multiply across labels (teams x tenants x models x operations x
+// status classes), so the lists are what bounds the metrics' cardinality;
+// a list longer than this is a mistake, such as a list of users.
+const MaxLabelValues = 1000
 
 // operationSet is built from its own copy so that a caller changing
 // Operations cannot widen the label set.
@@ -45,8 +53,30 @@ type MetricsConfig struct {
 	// Teams, Tenants and Models are the label values reported as they are;
 	// any other value is reported as "other" and an empty one as "none", so
 	// the number of series stays bounded whatever callers send. "other",
-	// "none" and "" may not be listed.
+	// "none" and "" may not be listed, nor more than MaxLabelValues values.
 	Teams, Tenants, Models []string
+}
+
+// Validate reports every problem in c at once (errors.Join), each message
+// starting with the key of the list in the usage block:
+// metric_labels.teams, metric_labels.tenants or metric_labels.models. It
+// has no side effects; NewMetrics calls it.
+func (c MetricsConfig) Validate() error {
+	var errs []error
+	for _, l := range []struct {
+		key    string
+		values []string
+	}{{"metric_labels.teams", c.Teams}, {"metric_labels.tenants", c.Tenants}, {"metric_labels.models", c.Models}} {
+		if len(l.values) > MaxLabelValues {
+			errs = append(errs, fmt.Errorf("%s: at most %d values, got %d", l.key, MaxLabelValues, len(l.values)))
+		}
+		for _, v := range l.values {
+			if v == "" || v == LabelOther || v == LabelNone {
+				errs = append(errs, fmt.Errorf("%s: %q is reserved", l.key, v))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Metrics turns Records into Prometheus counters and histograms of
@@ -63,18 +93,11 @@ type Metrics struct {
 }
 
 // NewMetrics builds the usage metrics and registers them on
-// cfg.Registerer. It fails on a reserved value in an allowed set or when
+// cfg.Registerer. It fails when cfg is invalid (see Validate) or when
 // registration fails (in which case nothing stays registered).
 func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
-	for _, s := range []struct {
-		name   string
-		values []string
-	}{{"teams", cfg.Teams}, {"tenants", cfg.Tenants}, {"models", cfg.Models}} {
-		for _, v := range s.values {
-			if v == "" || v == labelOther || v == labelNone {
-				return nil, fmt.Errorf("usage metrics: %s: %q is reserved", s.name, v)
-			}
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("usage metrics: %w", err)
 	}
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -106,7 +129,7 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 	for _, op := range Operations {
 		m.disconnects.WithLabelValues(op) // export from zero
 	}
-	m.disconnects.WithLabelValues(labelOther)
+	m.disconnects.WithLabelValues(LabelOther)
 	if cfg.Registerer != nil {
 		if err := m.register(cfg.Registerer); err != nil {
 			return nil, err
@@ -170,7 +193,7 @@ func operationLabel(op string) string {
 	if _, ok := operationSet[op]; ok {
 		return op
 	}
-	return labelOther
+	return LabelOther
 }
 
 // statusClass is the code label: "2xx" to "5xx" for a final HTTP status
@@ -187,7 +210,7 @@ func statusClass(status int) string {
 	case status >= 500 && status < 600:
 		return "5xx"
 	}
-	return labelOther
+	return LabelOther
 }
 
 // labelSet is the allowed values of one label.
@@ -204,10 +227,10 @@ func newLabelSet(values []string) labelSet {
 // value is v if allowed, "none" if empty, "other" otherwise.
 func (s labelSet) value(v string) string {
 	if v == "" {
-		return labelNone
+		return LabelNone
 	}
 	if _, ok := s[v]; ok {
 		return v
 	}
-	return labelOther
+	return LabelOther
 }

@@ -322,23 +322,48 @@ func TestMetricsLint(t *testing.T) {
 	}
 }
 
-func TestNewMetricsErrors(t *testing.T) {
+func TestMetricsConfigValidate(t *testing.T) {
+	many := make([]string, MaxLabelValues+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("m%d", i)
+	}
 	tests := []struct {
 		name string
 		cfg  MetricsConfig
+		want []string // message prefixes, one per problem; nil means valid
 	}{
-		{"other as a team", MetricsConfig{Teams: []string{"ml", "other"}}},
-		{"none as a tenant", MetricsConfig{Tenants: []string{"none"}}},
-		{"empty model", MetricsConfig{Models: []string{""}}},
+		{"empty", MetricsConfig{}, nil},
+		{"listed values", testMetricsConfig, nil},
+		{"as many values as allowed", MetricsConfig{Models: many[:MaxLabelValues]}, nil},
+		{"other as a team", MetricsConfig{Teams: []string{"ml", "other"}}, []string{`metric_labels.teams: "other" is reserved`}},
+		{"none as a tenant", MetricsConfig{Tenants: []string{"none"}}, []string{`metric_labels.tenants: "none" is reserved`}},
+		{"empty model", MetricsConfig{Models: []string{""}}, []string{`metric_labels.models: "" is reserved`}},
+		{"too many models", MetricsConfig{Models: many}, []string{"metric_labels.models: at most 1000 values"}},
+		{"every problem at once", MetricsConfig{Teams: []string{"", "ml", "none"}, Tenants: many, Models: []string{"other"}}, []string{
+			`metric_labels.teams: "" is reserved`, `metric_labels.teams: "none" is reserved`,
+			"metric_labels.tenants: at most", `metric_labels.models: "other" is reserved`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := NewMetrics(tt.cfg); err == nil {
-				t.Errorf("NewMetrics(%+v) = nil error, want one", tt.cfg)
+			err := tt.cfg.Validate()
+			checkProblems(t, err, tt.want)
+			// NewMetrics applies the same rule, before registering anything.
+			reg := prometheus.NewRegistry()
+			cfg := tt.cfg
+			cfg.Registerer = reg
+			_, nerr := NewMetrics(cfg)
+			if (nerr != nil) != (err != nil) {
+				t.Errorf("NewMetrics() error = %v, Validate() = %v: want both nil or both errors", nerr, err)
+			}
+			if n, _ := testutil.GatherAndCount(reg); nerr != nil && n != 0 {
+				t.Errorf("refused NewMetrics() registered %d series", n)
 			}
 		})
 	}
+}
 
+func TestNewMetricsErrors(t *testing.T) {
 	t.Run("registration is all or nothing", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		if _, err := NewMetrics(MetricsConfig{Registerer: &failingRegisterer{Registerer: reg, failAt: 5}}); err == nil {

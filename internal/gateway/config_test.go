@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"strings"
@@ -17,7 +17,7 @@ auth:
 `
 
 func TestParseConfigDefaultsAndEnvironment(t *testing.T) {
-	cfg, err := parseConfig([]byte(minimalConfig), envMap(map[string]string{
+	cfg, err := Parse([]byte(minimalConfig), envMap(map[string]string{
 		"AWS_REGION":                       "eu-west-1",
 		"AWS_ENDPOINT_URL_STS":             "https://sts.example.internal",
 		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "https://bedrock.example.internal/prefix",
@@ -30,9 +30,9 @@ func TestParseConfigDefaultsAndEnvironment(t *testing.T) {
 		{"region", cfg.AWS.Region, "eu-west-1"},
 		{"sts", cfg.AWS.STSEndpoint, "https://sts.example.internal"},
 		{"bedrock", cfg.AWS.BedrockRuntimeEndpoint, "https://bedrock.example.internal/prefix"},
-		{"team tag", *cfg.Session.TagKeys.Team, "team"},
-		{"cost-center tag", *cfg.Session.TagKeys.CostCenter, "cost-center"},
-		{"user tag", *cfg.Session.TagKeys.User, ""},
+		{"team tag", cfg.Session.TagKeys.Team, "team"},
+		{"cost-center tag", cfg.Session.TagKeys.CostCenter, "cost-center"},
+		{"user tag", cfg.Session.TagKeys.User, ""},
 		{"duration", cfg.Session.Duration.String(), "1h0m0s"},
 	}
 	for _, c := range checks {
@@ -45,7 +45,7 @@ func TestParseConfigDefaultsAndEnvironment(t *testing.T) {
 func TestParseConfigPrecedence(t *testing.T) {
 	// A config key beats the environment; the region picks the default
 	// endpoint, including the China partition's domain.
-	cfg, err := parseConfig([]byte(minimalConfig+"aws:\n  region: cn-north-1\n  sts_endpoint: https://sts.cn-north-1.amazonaws.com.cn\n"),
+	cfg, err := Parse([]byte(minimalConfig+"aws:\n  region: cn-north-1\n  sts_endpoint: https://sts.cn-north-1.amazonaws.com.cn\n"),
 		envMap(map[string]string{"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": "https://ignored.example"}))
 	if err != nil {
 		t.Fatal(err)
@@ -62,11 +62,11 @@ func TestParseConfigPrecedence(t *testing.T) {
 }
 
 func TestParseConfigTagKeyOff(t *testing.T) {
-	cfg, err := parseConfig([]byte(minimalConfig+"  \nsession_extra: 1\n"), envMap(nil))
+	cfg, err := Parse([]byte(minimalConfig+"  \nsession_extra: 1\n"), envMap(nil))
 	if err == nil {
 		t.Fatalf("unknown top-level key accepted: %+v", cfg)
 	}
-	cfg, err = parseConfig([]byte(`
+	cfg, err = Parse([]byte(`
 aws: {region: us-east-1}
 session:
   role_arn: arn:aws:iam::123456789012:role/R
@@ -76,10 +76,10 @@ auth: {api_keys_file: k.json}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := *cfg.Session.TagKeys.CostCenter; got != "" {
+	if got := cfg.Session.TagKeys.CostCenter; got != "" {
 		t.Errorf("cost_center tag key = %q, want off", got)
 	}
-	if got := *cfg.Session.TagKeys.Team; got != "team" {
+	if got := cfg.Session.TagKeys.Team; got != "team" {
 		t.Errorf("team tag key = %q, want default", got)
 	}
 }
@@ -87,7 +87,7 @@ auth: {api_keys_file: k.json}
 // TestParseConfigReportsEveryProblem: one run shows the operator all that
 // is wrong, each problem named by its YAML path.
 func TestParseConfigReportsEveryProblem(t *testing.T) {
-	_, err := parseConfig([]byte(`
+	_, err := Parse([]byte(`
 listen: "nope"
 tls: {cert_file: a.pem}
 aws:
@@ -95,7 +95,8 @@ aws:
 session:
   role_arn: arn:aws:iam::123:user/x
   duration: 2h
-  cache_size: -1
+session_cache:
+  size: -1
 proxy:
   base_path: bedrock/
 log:
@@ -104,7 +105,7 @@ log:
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"listen:", "tls:", "aws.region:", "aws.bedrock_runtime_endpoint:", "session.role_arn:", "session.duration:", "session.cache_size:", "auth.api_keys_file:", "proxy.base_path:", "log.level:"} {
+	for _, want := range []string{"listen:", "tls:", "aws.region:", "aws.bedrock_runtime_endpoint:", "session.role_arn:", "session.duration:", "session_cache.size:", "auth.api_keys_file:", "proxy.base_path:", "log.level:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
@@ -118,32 +119,9 @@ func TestParseConfigStrict(t *testing.T) {
 		{"wrong type", minimalConfig + "aws: {region: us-east-1}\nproxy: {max_body_bytes: lots}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := parseConfig([]byte(tc.yaml), envMap(nil)); err == nil {
+			if _, err := Parse([]byte(tc.yaml), envMap(nil)); err == nil {
 				t.Errorf("parseConfig accepted %s", tc.name)
 			}
 		})
-	}
-}
-
-func TestCheckEndpoint(t *testing.T) {
-	for _, tc := range []struct {
-		url string
-		ok  bool
-	}{
-		{"https://bedrock-runtime.us-east-1.amazonaws.com", true},
-		{"https://gw.example.com/prefix", true},
-		{"http://127.0.0.1:4566", true},
-		{"http://localhost:4566", true},
-		{"http://[::1]:4566", true},
-		{"http://bedrock.example.com", false},
-		{"ftp://x", false},
-		{"https://user:pw@host", false},
-		{"https://host?x=1", false},
-		{"/relative", false},
-		{"", false},
-	} {
-		if err := checkEndpoint(tc.url); (err == nil) != tc.ok {
-			t.Errorf("checkEndpoint(%q) = %v, want ok=%v", tc.url, err, tc.ok)
-		}
 	}
 }

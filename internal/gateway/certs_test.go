@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/devcert"
 )
 
 // newCert writes a fresh self-signed pair into its own directory and
@@ -19,7 +21,7 @@ import (
 func newCert(t *testing.T) (certPEM, keyPEM []byte) {
 	t.Helper()
 	dir := t.TempDir()
-	cf, kf, err := writeSelfSignedCert(dir, time.Now())
+	cf, kf, err := devcert.Write(dir, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestCertReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := listenOn("127.0.0.1:0", &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}

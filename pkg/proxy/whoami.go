@@ -2,58 +2,10 @@ package proxy
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/bedrock-gateway/gateway/pkg/auth"
-	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
-
-// Policy decides whether an authenticated caller may make a request
-// (model allow-lists, request and token limits) and learns what each
-// request consumed. Optional: without one every caller may call every
-// model without limits.
-type Policy interface {
-	// Admit returns nil, ErrModelNotAllowed, or a *ThrottledError.
-	Admit(id auth.Identity, operation, model string) error
-	// Spent reports the tokens a request used, for token budgets.
-	Spent(id auth.Identity, tokens usage.Tokens)
-	// Describe returns what applies to id (limits, allowed models), for
-	// /gateway/whoami. It must hold no secret.
-	Describe(id auth.Identity) any
-}
-
-// ErrModelNotAllowed: the caller's team or tenant may not use the model.
-var ErrModelNotAllowed = errors.New("model not allowed for this caller")
-
-// ThrottledError: a request or token limit refused the request.
-type ThrottledError struct {
-	// Scope says which limit: "identity" or "tenant".
-	Scope string
-	// RetryAfter is when the limit would admit the request.
-	RetryAfter time.Duration
-}
-
-func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("%s limit reached; retry after %v", e.Scope, e.RetryAfter)
-}
-
-// policyError maps a Policy refusal to the client's answer.
-func policyError(err error) *Error {
-	var te *ThrottledError
-	switch {
-	case errors.As(err, &te):
-		return &Error{Status: http.StatusTooManyRequests, Type: typeThrottling,
-			Msg: "rate or token limit reached for your " + te.Scope + "; retry later", RetryAfter: te.RetryAfter, Err: err}
-	case errors.Is(err, ErrModelNotAllowed):
-		return &Error{Status: http.StatusForbidden, Type: typeAccessDenied, Msg: "your team or tenant is not allowed to use this model", Err: err}
-	default:
-		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while checking limits", Err: err}
-	}
-}
 
 // whoami answers GET /gateway/whoami: what the gateway would do for the
 // caller, with no secret in it.
@@ -94,9 +46,9 @@ func (p *Proxy) whoami(w http.ResponseWriter, r *http.Request) {
 	out.Identity.CostCenter, out.Identity.Method, out.Identity.KeyID = id.CostCenter, id.Method, id.KeyID
 	out.Identity.Issuer, out.Identity.Subject, out.Identity.Platform = id.Issuer, id.Subject, id.Platform
 
-	spec, err := p.cfg.Resolver.Resolve(id)
+	spec, err := p.resolve(id)
 	if err != nil {
-		p.fail(w, r, resolveError(err))
+		p.fail(w, r, err)
 		return
 	}
 	st.spec = &spec

@@ -1,4 +1,7 @@
-package main
+// Package devcert writes a self-signed certificate for localhost, for
+// `gateway dev` and tests: AWS SDKs for Go and JavaScript send bearer
+// tokens only over HTTPS.
+package devcert
 
 import (
 	"crypto/ecdsa"
@@ -15,11 +18,11 @@ import (
 	"time"
 )
 
-// writeSelfSignedCert writes a self-signed certificate for localhost and
+// Write writes a self-signed certificate for localhost and
 // 127.0.0.1 (cert.pem, usable as its own CA bundle) and its key (key.pem)
 // to dir. `gateway dev` uses it because AWS SDKs for Go and JavaScript send
 // bearer tokens only over HTTPS.
-func writeSelfSignedCert(dir string, now time.Time) (certFile, keyFile string, err error) {
+func Write(dir string, now time.Time) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"io"
@@ -78,7 +78,7 @@ func TestKeepRestartOnly(t *testing.T) {
 	parse := func(t *testing.T, session, extra string) *Config {
 		t.Helper()
 		base := "aws: {region: us-east-1}\nsession: {role_arn: arn:aws:iam::123456789012:role/R" + session + "}\nauth: {api_keys_file: k.json}\n"
-		c, err := parseConfig([]byte(base+extra), func(string) string { return "" })
+		c, err := Parse([]byte(base+extra), func(string) string { return "" })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,9 +90,9 @@ func TestKeepRestartOnly(t *testing.T) {
 	}{
 		{"nothing", "", "", nil},
 		{"reloadable only", ", tag_keys: {team: dept}", "proxy: {base_path: /bedrock}\nlog: {level: debug}\n", nil},
-		{"listeners", "", "listen: \":9999\"\nadmin_listen: off\nadmin_pprof: true\ntls: {cert_file: c, key_file: k}\n", []string{"listen", "admin_listen", "admin_pprof", "tls"}},
-		{"core", "", "sts: {rate: 100}\nusage: {ledger: off}\nserver: {idle_timeout: 1s}\n", []string{"server", "sts", "usage"}},
-		{"cache", ", cache_size: 5, expiry_margin: 1m", "", []string{"session.cache_size", "session.expiry_margin"}},
+		{"listeners", "", "listen: \":9999\"\nadmin: {listen: off, pprof: true}\ntls: {cert_file: c, key_file: k}\n", []string{"listen", "tls", "admin"}},
+		{"core", "", "sts: {rate: 100}\nusage: {ledger: off}\nserver: {idle_timeout: 1s}\nlog: {format: text}\n", []string{"server", "sts", "usage", "log.format"}},
+		{"cache", "", "session_cache: {size: 5, expiry_margin: 1m}\n", []string{"session_cache"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,8 +106,8 @@ func TestKeepRestartOnly(t *testing.T) {
 			if again := keepRestartOnly(next, running); len(again) != 0 {
 				t.Errorf("after keepRestartOnly, still differing: %v", again)
 			}
-			if next.Proxy.BasePath != wantNext.Proxy.BasePath || next.Log.Level != wantNext.Log.Level || *next.Session.TagKeys.Team != *wantNext.Session.TagKeys.Team {
-				t.Errorf("reloadable settings overwritten: base_path %q level %q team tag %q", next.Proxy.BasePath, next.Log.Level, *next.Session.TagKeys.Team)
+			if next.Proxy.BasePath != wantNext.Proxy.BasePath || next.Log.Level != wantNext.Log.Level || next.Session.TagKeys.Team != wantNext.Session.TagKeys.Team {
+				t.Errorf("reloadable settings overwritten: base_path %q level %q team tag %q", next.Proxy.BasePath, next.Log.Level, next.Session.TagKeys.Team)
 			}
 		})
 	}

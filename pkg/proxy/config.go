@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults for the zero values of Config's tunables.
+const (
+	// DefaultMaxBodyBytes bounds a request body the gateway buffers to
+	// sign. InvokeModel accepts payloads up to 25,000,000 bytes (Bedrock
+	// Runtime service model); the rest is headroom for JSON framing.
+	DefaultMaxBodyBytes = 26 << 20
+	// DefaultResponseHeaderTimeout bounds the wait for Bedrock's response
+	// headers. A non-streaming call gets them only once the model has
+	// finished, which for a long answer takes minutes.
+	DefaultResponseHeaderTimeout = 10 * time.Minute
+	// DefaultStreamIdleTimeout is Claude Code's own idle watchdog: a
+	// stream quieter than this is dead to the client anyway.
+	DefaultStreamIdleTimeout = 5 * time.Minute
+	// DefaultUserAgent is sent upstream when Config.UserAgent is empty.
+	DefaultUserAgent = "bedrock-gateway"
+)
+
+// Config configures a Proxy. Endpoint, Region, Authenticator, Resolver and
+// Credentials are required; every other field has a usable zero value.
+type Config struct {
+	// Endpoint is the Bedrock Runtime base URL, e.g.
+	// https://bedrock-runtime.us-east-1.amazonaws.com. A path, if any, is
+	// kept as a prefix of every upstream path.
+	Endpoint *url.URL
+	// Region is the SigV4 signing region.
+	Region string
+
+	Authenticator Authenticator
+	Resolver      Resolver
+	Credentials   CredentialSource
+
+	// BasePath is an optional prefix the gateway is served under, such as
+	// "/bedrock"; SDKs keep the path of a custom endpoint. Default none.
+	BasePath string
+	// MaxBodyBytes bounds the request body, in bytes. Default
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// ResponseHeaderTimeout bounds the wait for Bedrock's response
+	// headers once a request is sent. Default DefaultResponseHeaderTimeout.
+	ResponseHeaderTimeout time.Duration
+	// StreamIdleTimeout cancels a response when Bedrock sends nothing for
+	// this long once it has started. Default DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	// UserAgent is sent upstream. Default DefaultUserAgent.
+	UserAgent string
+	// DisableMetadataStamp turns off writing the caller's identity into
+	// Bedrock request metadata (Converse requestMetadata,
+	// X-Amzn-Bedrock-Request-Metadata), which makes Bedrock's own
+	// invocation logs attributable. Default false: stamped.
+	DisableMetadataStamp bool
+
+	// Usage receives one record per request. Optional.
+	Usage UsageSink
+	// Policy admits or refuses authenticated requests (model allow-lists,
+	// request and token limits). Optional.
+	Policy Policy
+	// Metrics receives the proxy's metrics (in-flight requests and streams,
+	// auth failures, gateway overhead). Optional; build it once per
+	// process with NewMetrics.
+	Metrics *Metrics
+	// Logger receives one line per request. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock used for signing and timing. Default time.Now.
+	Now func() time.Time
+
+	// Transport, if set, sends upstream requests instead of the transport
+	// New builds; it is for tests. The proxy neither tunes nor closes it,
+	// so ResponseHeaderTimeout does not apply to it.
+	Transport http.RoundTripper
+}
+
+// Validate reports every problem with c's settings at once, joined with
+// errors.Join, each starting with its key under the config file's proxy:
+// block, so that the loader only has to prefix "proxy.". It has no side
+// effects. Zero settings are valid: they mean the default. The
+// dependencies (endpoint, region, authenticator, resolver, credentials)
+// are not settings; New checks them.
+func (c Config) Validate() error { return errors.Join(c.settingsProblems()...) }
+
+func (c Config) settingsProblems() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if bp := c.BasePath; bp != "" && (!strings.HasPrefix(bp, "/") || strings.HasSuffix(bp, "/") || strings.Contains(bp, "//")) {
+		add("base_path: %q must start with /, not end with / and not contain //", bp)
+	}
+	if c.MaxBodyBytes < 0 {
+		add("max_body_bytes: must not be negative, got %d", c.MaxBodyBytes)
+	}
+	if c.ResponseHeaderTimeout < 0 {
+		add("response_header_timeout: must not be negative, got %v", c.ResponseHeaderTimeout)
+	}
+	if c.StreamIdleTimeout < 0 {
+		add("stream_idle_timeout: must not be negative, got %v", c.StreamIdleTimeout)
+	}
+	return errs
+}
+
+// validate is what New checks: the dependencies, then Validate.
+func (c Config) validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if u := c.Endpoint; u == nil || u.Scheme == "" || u.Host == "" {
+		add("endpoint: must be an absolute URL")
+	}
+	if c.Region == "" {
+		add("region: required")
+	}
+	if c.Authenticator == nil {
+		add("authenticator: required")
+	}
+	if c.Resolver == nil {
+		add("resolver: required")
+	}
+	if c.Credentials == nil {
+		add("credentials: required")
+	}
+	return errors.Join(append(errs, c.settingsProblems()...)...)
+}
+
+// withDefaults returns c with its zero fields set to their defaults.
+// Transport is left alone: New builds it, so that it knows to close it.
+func (c Config) withDefaults() Config {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if c.StreamIdleTimeout == 0 {
+		c.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = DefaultUserAgent
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// newTransport builds the upstream transport: a clone of
+// http.DefaultTransport without compression, so that Bedrock's bytes pass
+// verbatim. It never replays a POST that may have been sent: it retries
+// only requests that were not written at all, or that carry
+// Idempotency-Key, which the header allow-list drops.
+func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
+	t.ResponseHeaderTimeout = responseHeaderTimeout
+	return t
+}

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+)
+
+// validConfig is the least Config New accepts.
+func validConfig() Config {
+	u, _ := url.Parse("https://bedrock-runtime.us-east-1.amazonaws.com")
+	return Config{Endpoint: u, Region: "us-east-1", Authenticator: keyAuth{}, Resolver: staticResolver{}, Credentials: &credStub{}}
+}
+
+// TestConfigValidate: each problem New would refuse is reported, named by
+// its config key so the loader can prefix "proxy.", and zero tunables mean
+// the defaults. Validate alone checks only the settings, so the loader can
+// call it on a config without dependencies.
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // prefixes of the joined errors, in order; none for valid
+	}{
+		{"valid", func(*Config) {}, nil},
+		{"base path", func(c *Config) { c.BasePath = "/bedrock" }, nil},
+		{"nested base path", func(c *Config) { c.BasePath = "/a/b" }, nil},
+		{"tunables set", func(c *Config) {
+			c.MaxBodyBytes, c.ResponseHeaderTimeout, c.StreamIdleTimeout = 1, time.Second, time.Second
+		}, nil},
+		{"no endpoint", func(c *Config) { c.Endpoint = nil }, []string{"endpoint: "}},
+		{"relative endpoint", func(c *Config) { c.Endpoint = &url.URL{Path: "/bedrock"} }, []string{"endpoint: "}},
+		{"no region", func(c *Config) { c.Region = "" }, []string{"region: "}},
+		{"no dependencies", func(c *Config) { c.Authenticator, c.Resolver, c.Credentials = nil, nil, nil },
+			[]string{"authenticator: ", "resolver: ", "credentials: "}},
+		{"base path without leading slash", func(c *Config) { c.BasePath = "bedrock" }, []string{"base_path: "}},
+		{"base path with trailing slash", func(c *Config) { c.BasePath = "/bedrock/" }, []string{"base_path: "}},
+		{"base path of one slash", func(c *Config) { c.BasePath = "/" }, []string{"base_path: "}},
+		{"base path with double slash", func(c *Config) { c.BasePath = "/a//b" }, []string{"base_path: "}},
+		{"negative max body", func(c *Config) { c.MaxBodyBytes = -1 }, []string{"max_body_bytes: "}},
+		{"negative header timeout", func(c *Config) { c.ResponseHeaderTimeout = -time.Second }, []string{"response_header_timeout: "}},
+		{"negative idle timeout", func(c *Config) { c.StreamIdleTimeout = -time.Second }, []string{"stream_idle_timeout: "}},
+		{"everything wrong", func(c *Config) {
+			*c = Config{BasePath: "x/", MaxBodyBytes: -1, ResponseHeaderTimeout: -1, StreamIdleTimeout: -1}
+		}, []string{"endpoint: ", "region: ", "authenticator: ", "resolver: ", "credentials: ", "base_path: ",
+			"max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			settingsOnly := c
+			settingsOnly.Endpoint, settingsOnly.Region = nil, ""
+			settingsOnly.Authenticator, settingsOnly.Resolver, settingsOnly.Credentials = nil, nil, nil
+			wantSettings := false
+			for _, w := range tt.want {
+				switch w {
+				case "base_path: ", "max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ":
+					wantSettings = true
+				}
+			}
+			if err := settingsOnly.Validate(); (err != nil) != wantSettings {
+				t.Errorf("Validate() without dependencies = %v, want an error: %v", err, wantSettings)
+			}
+			err := c.validate()
+			var got []error
+			if joined, ok := err.(interface{ Unwrap() []error }); ok {
+				got = joined.Unwrap()
+			} else if err != nil {
+				got = []error{err}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Validate() = %v, want %d problems %q", err, len(tt.want), tt.want)
+			}
+			for i, e := range got {
+				if !strings.HasPrefix(e.Error(), tt.want[i]) {
+					t.Errorf("Validate() problem %d = %q, want prefix %q", i, e, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestNewAppliesDefaults: zero tunables get the exported defaults, and the
+// transport New builds has the settings the gateway relies on.
+func TestNewAppliesDefaults(t *testing.T) {
+	p, err := New(validConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.cfg.MaxBodyBytes != DefaultMaxBodyBytes || p.cfg.ResponseHeaderTimeout != DefaultResponseHeaderTimeout ||
+		p.cfg.StreamIdleTimeout != DefaultStreamIdleTimeout || p.cfg.UserAgent != DefaultUserAgent {
+		t.Errorf("defaults = %d %v %v %q, want %d %v %v %q", p.cfg.MaxBodyBytes, p.cfg.ResponseHeaderTimeout, p.cfg.StreamIdleTimeout, p.cfg.UserAgent,
+			DefaultMaxBodyBytes, DefaultResponseHeaderTimeout, DefaultStreamIdleTimeout, DefaultUserAgent)
+	}
+	if p.transport == nil {
+		t.Fatal("New built no transport")
+	}
+	if !p.transport.DisableCompression || p.transport.ResponseHeaderTimeout != DefaultResponseHeaderTimeout {
+		t.Errorf("transport DisableCompression = %v, ResponseHeaderTimeout = %v, want true, %v",
+			p.transport.DisableCompression, p.transport.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	}
+
+	c := validConfig()
+	c.ResponseHeaderTimeout = 3 * time.Second
+	p, err = New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := p.transport.ResponseHeaderTimeout; got != 3*time.Second {
+		t.Errorf("transport ResponseHeaderTimeout = %v, want 3s", got)
+	}
+}
+
+// TestCloseClosesIdleUpstreamConnections: Close releases the keep-alive
+// connections of the transport New built, which would otherwise stay open
+// after a reload retired the proxy.
+func TestCloseClosesIdleUpstreamConnections(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	}))
+	upstream.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			select {
+			case closed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	upstream.Start()
+	defer upstream.Close()
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.Endpoint, _ = url.Parse(upstream.URL) })
+	if resp := h.post(t, "/model/m/converse", converseBody, authed()); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", resp.StatusCode)
+	}
+	select {
+	case <-closed:
+		t.Fatal("the upstream connection closed before Close")
+	default:
+	}
+	h.proxy.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle upstream connection is still open after Close")
+	}
+}
+
+// idleCloser is an injected transport that counts CloseIdleConnections.
+type idleCloser struct {
+	http.RoundTripper
+	closes atomic.Int32
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.closes.Add(1) }
+
+// TestCloseLeavesInjectedTransport: an injected transport belongs to its
+// owner, who may share it between proxies.
+func TestCloseLeavesInjectedTransport(t *testing.T) {
+	tr := &idleCloser{RoundTripper: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, errors.New("unused") })}
+	c := validConfig()
+	c.Transport = tr
+	p, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if n := tr.closes.Load(); n != 0 {
+		t.Errorf("Close closed the injected transport's connections %d times, want 0", n)
+	}
+}

@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+)
+
+// outbound is the upstream request prepare builds. Once prepare succeeds
+// it is complete; after a refusal it holds what was learned before it.
+type outbound struct {
+	model string               // model ID for metering and logs ("" if none, or not parsed yet)
+	spec  *tenancy.SessionSpec // the caller's session; nil until resolved
+
+	creds       aws.Credentials
+	method      string
+	rawPath     string // escaped upstream path
+	rawQuery    string
+	header      http.Header
+	body        []byte
+	payloadHash string // hex SHA-256 of body
+	// idle cancels the upstream exchange when Bedrock goes quiet once
+	// its response has started; set by forward.
+	idle *time.Timer
+}
+
+// prepare runs every check a request must pass before it may go upstream,
+// cheapest and least privileged first: nothing asks STS for credentials
+// until the request is known to be well formed and admitted. It returns
+// the prepared request; with a refusal it also returns the request as far
+// as it got (never nil), whose model and session the epilogue records.
+func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, id *auth.Identity) (*outbound, *Error) {
+	out := &outbound{method: rt.method}
+	body, err := p.readBody(w, r)
+	if err != nil {
+		return out, err
+	}
+	t, err := parseTarget(rt, r, body)
+	if err != nil {
+		return out, err
+	}
+	out.model, out.rawQuery = t.model, t.query
+	out.rawPath = strings.TrimSuffix(p.cfg.Endpoint.EscapedPath(), "/") + t.path
+	if !t.body {
+		body = nil
+	}
+	spec, err := p.resolve(*id)
+	if err != nil {
+		return out, err
+	}
+	out.spec = &spec
+	if err = p.admit(*id, rt.op, t.model); err != nil {
+		return out, err
+	}
+	if out.header, out.body, err = p.buildOutbound(r.Header, body, rt.stamp, id, out.spec); err != nil {
+		return out, err
+	}
+	sum := sha256.Sum256(out.body)
+	out.payloadHash = hex.EncodeToString(sum[:])
+	if out.creds, err = p.credentials(r.Context(), spec); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// readBody reads the whole request body, which SigV4 signs, up to
+// MaxBodyBytes. A compressed body is refused: Bedrock Runtime does not
+// take one, and the gateway could not stamp it.
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, errValidation("Content-Encoding is not supported", nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	if err != nil {
+		return nil, bodyError(err, p.cfg.MaxBodyBytes)
+	}
+	return body, nil
+}
+
+// parseTarget builds where the request goes upstream from its parsed path,
+// query and (for StartAsyncInvoke) body.
+func parseTarget(rt route, r *http.Request, body []byte) (target, *Error) {
+	t, err := rt.target(r, body)
+	if err != nil {
+		return target{}, errValidation(err.Error(), err)
+	}
+	return t, nil
+}
+
+// resolve maps the caller to the session that will be billed.
+func (p *Proxy) resolve(id auth.Identity) (tenancy.SessionSpec, *Error) {
+	spec, err := p.cfg.Resolver.Resolve(id)
+	if err != nil {
+		return tenancy.SessionSpec{}, resolveError(err)
+	}
+	return spec, nil
+}
+
+// admit asks the Policy, if any, whether the caller may make the call.
+func (p *Proxy) admit(id auth.Identity, op, model string) *Error {
+	if p.cfg.Policy == nil {
+		return nil
+	}
+	if err := p.cfg.Policy.Admit(id, op, model); err != nil {
+		return policyError(err)
+	}
+	return nil
+}
+
+// buildOutbound builds the upstream header set and, unless disabled,
+// stamps the caller's identity into the request metadata, in the body or
+// a header as the operation carries it.
+func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *auth.Identity, spec *tenancy.SessionSpec) (http.Header, []byte, *Error) {
+	header := outboundHeader(in, p.cfg.UserAgent)
+	if p.cfg.DisableMetadataStamp {
+		return header, body, nil
+	}
+	md := identityMetadata(id, spec)
+	var err error
+	switch stamp {
+	case stampConverseBody:
+		body, err = stampConverse(body, md)
+	case stampInvokeHeader:
+		err = stampInvoke(header, md)
+	}
+	if err != nil {
+		return nil, nil, errValidation(err.Error(), err)
+	}
+	return header, body, nil
+}
+
+// credentials gets the caller's own session credentials (an STS call on
+// a cache miss): the last step, so that only admitted requests cost one.
+func (p *Proxy) credentials(ctx context.Context, spec tenancy.SessionSpec) (aws.Credentials, *Error) {
+	creds, err := p.cfg.Credentials.Get(ctx, spec)
+	if err != nil {
+		return aws.Credentials{}, credentialError(ctx, err)
+	}
+	return creds, nil
+}
+
+// outboundHeader builds the upstream header set from the allow-list.
+func outboundHeader(in http.Header, userAgent string) http.Header {
+	h := make(http.Header, 8)
+	for name, vals := range in {
+		if c := http.CanonicalHeaderKey(name); allowedHeader(c) {
+			h[c] = append([]string(nil), vals...)
+		}
+	}
+	h.Set("User-Agent", userAgent)
+	return h
+}
+
+// allowedHeader reports whether an inbound header may be forwarded: the
+// headers Bedrock Runtime binds (Content-Type, Accept, X-Amzn-Bedrock-*).
+// Everything else, notably Authorization, X-Amz-*, X-Api-Key, Host,
+// X-Forwarded-*, Idempotency-Key and hop-by-hop headers, is dropped.
+func allowedHeader(canonicalName string) bool {
+	switch canonicalName {
+	case "Content-Type", "Accept":
+		return true
+	}
+	return strings.HasPrefix(canonicalName, "X-Amzn-Bedrock-")
+}
