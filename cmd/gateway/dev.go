@@ -108,6 +108,20 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	mux.Handle("GET /_dev/billing", fake.BillingHandler())
 	mux.Handle("/", g.Handler())
 
+	// Go and JavaScript SDKs send bearer tokens only over HTTPS.
+	var certFile string
+	var tlsCfg *tls.Config
+	if *tlsListen != "" {
+		cf, kf, err := devcert.Write(dir, time.Now())
+		if err != nil {
+			return err
+		}
+		cert, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			return err
+		}
+		certFile, tlsCfg = cf, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ls := gateway.Listeners{Handler: mux}
 	ln, err := p.listen("data", cfg.Listen)
 	if err != nil {
@@ -115,25 +129,14 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	}
 	ls.Data = append(ls.Data, ln)
 	var tlsAddr net.Addr
-	var certFile string
-	if *tlsListen != "" {
-		cf, kf, err := devcert.Write(dir, time.Now())
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		cert, err := tls.LoadX509KeyPair(cf, kf)
-		if err != nil {
-			ln.Close()
-			return err
-		}
+	if tlsCfg != nil {
 		tln, err := p.listen("data-tls", *tlsListen)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		certFile, tlsAddr = cf, tln.Addr()
-		ls.Data = append(ls.Data, withTLS(tln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+		tlsAddr = tln.Addr()
+		ls.Data = append(ls.Data, withTLS(tln, tlsCfg))
 	}
 	printDevBanner(p.stdout, ln.Addr().String(), tlsAddr, certFile, cfg.Usage.Ledger, keys[0], keys[1])
 	return g.Serve(ctx, ls)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/gateway"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
-	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
 const keysUsage = `usage:
@@ -102,7 +101,7 @@ func (k *keysCmd) create(args []string) error {
 	}
 	now := k.now()
 	rec := auth.KeyRecord{User: *user, Team: *team, Tenant: *tenant, CostCenter: *costCenter}
-	if rec.ExpiresAt, err = parseExpiry(*expires, now, false); err != nil {
+	if rec.ExpiresAt, err = auth.ParseExpiry(*expires, now, false); err != nil {
 		return fmt.Errorf("keys create: --expires: %w", err)
 	}
 	if *pTenants != "" || *pPattern != "" || *pUser {
@@ -113,7 +112,7 @@ func (k *keysCmd) create(args []string) error {
 	}
 	// Refuse a key whose identity could never become an STS session, now
 	// rather than at the user's first call.
-	if err := checkIdentity(cfg, keyIdentity(rec)); err != nil {
+	if err := cfg.CheckIdentity(rec.Identity()); err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
 	key, rec, err := auth.IssueKey(cfg.Path(cfg.Auth.APIKeysFile), rec, now)
@@ -186,7 +185,7 @@ func (k *keysCmd) rotate(args []string) error {
 	}
 	var g time.Duration
 	if *grace != "" {
-		if g, err = parseDuration(*grace); err != nil || g <= 0 {
+		if g, err = auth.ParseDuration(*grace); err != nil || g <= 0 {
 			return fmt.Errorf("keys rotate: --grace: want a positive duration, got %q", *grace)
 		}
 	}
@@ -224,7 +223,7 @@ func (k *keysCmd) update(args []string) error {
 	}
 	var expiry *time.Time
 	if expires.set {
-		if expiry, err = parseExpiry(expires.v, k.now(), true); err != nil {
+		if expiry, err = auth.ParseExpiry(expires.v, k.now(), true); err != nil {
 			return fmt.Errorf("keys update: --expires: %w", err)
 		}
 	}
@@ -236,30 +235,13 @@ func (k *keysCmd) update(args []string) error {
 			r.ExpiresAt = expiry
 		}
 		// The changed key must still be expressible as an STS session.
-		return checkIdentity(cfg, keyIdentity(*r))
+		return cfg.CheckIdentity(r.Identity())
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(k.stderr, "updated key %s; its next request after the gateway reloads gets a session with the new tags.\n", *id)
 	return nil
-}
-
-// checkIdentity reports whether id can become an STS session under cfg.
-func checkIdentity(cfg *gateway.Config, id auth.Identity) error {
-	r, err := tenancy.NewResolver(cfg.Session)
-	if err != nil {
-		return err
-	}
-	_, err = r.Resolve(id)
-	return err
-}
-
-// keyIdentity is the identity a key authenticates as (see
-// auth.KeyVerifier.VerifyKey).
-func keyIdentity(r auth.KeyRecord) auth.Identity {
-	return auth.Identity{User: r.User, Team: r.Team, Tenant: r.Tenant, CostCenter: r.CostCenter,
-		Method: auth.MethodAPIKey, KeyID: r.ID}
 }
 
 // optString is a string flag that remembers whether it was given, so that
@@ -275,42 +257,6 @@ func (o *optString) apply(dst *string) {
 	if o.set {
 		*dst = o.v
 	}
-}
-
-// parseExpiry reads an --expires value: "" (no expiry), a duration from
-// now, an RFC 3339 time, or, if allowNever, "never" (no expiry). A time
-// not in the future is refused: it would create a dead key by mistake.
-func parseExpiry(s string, now time.Time, allowNever bool) (*time.Time, error) {
-	switch {
-	case s == "":
-		return nil, nil
-	case s == "never" && allowNever:
-		return nil, nil
-	}
-	var at time.Time
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		at = t
-	} else if d, err := parseDuration(s); err == nil {
-		at = now.Add(d)
-	} else {
-		return nil, fmt.Errorf("want a duration (720h, 90d) or an RFC 3339 time, got %q", s)
-	}
-	if !at.After(now) {
-		return nil, fmt.Errorf("%s is not in the future", at.UTC().Format(time.RFC3339))
-	}
-	return &at, nil
-}
-
-// parseDuration is time.ParseDuration plus a whole number of days ("90d").
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 || n > 100*365 {
-			return 0, fmt.Errorf("bad number of days %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
 }
 
 func cell(s string) string {

@@ -50,12 +50,8 @@ func main() {
 const usageText = `usage:
   gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
                 (SIGHUP reloads the config; SIGTERM drains, then stops)
-  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C] [--expires 90d]
-                     [--platform-tenants a,b | --platform-tenant-pattern RE] [--platform-allow-user]
-  gateway keys list   -config FILE
-  gateway keys revoke -config FILE --id ID
-  gateway keys rotate -config FILE --id ID [--grace 24h]
-  gateway keys update -config FILE --id ID [--team T] [--tenant X] [--cost-center C] [--expires 90d|never]
+  gateway keys create|list|revoke|rotate|update -config FILE ...
+                (API keys; "gateway keys" shows each subcommand's flags)
   gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
   gateway version`
 

@@ -362,6 +362,18 @@ func (c *Config) Path(p string) string {
 	return filepath.Join(c.dir, p)
 }
 
+// CheckIdentity reports whether id can become an STS session under c's
+// session rules: `gateway keys` refuses a key that never could, rather
+// than leave its user to find out at the first call.
+func (c *Config) CheckIdentity(id auth.Identity) error {
+	r, err := tenancy.NewResolver(c.Session)
+	if err != nil {
+		return err
+	}
+	_, err = r.Resolve(id)
+	return err
+}
+
 // sessionCacheConfig is the session_cache and sts blocks as
 // sessioncache.Config, without its dependencies.
 func (c *Config) sessionCacheConfig() sessioncache.Config {

@@ -122,14 +122,7 @@ func (v *KeyVerifier) VerifyKey(key string) (Identity, *PlatformGrant, error) {
 	if k.rec.Expired(now()) {
 		return Identity{}, nil, fmt.Errorf("api key %s: expired: %w", k.rec.ID, ErrInvalidCredentials)
 	}
-	return Identity{
-		User:       k.rec.User,
-		Team:       k.rec.Team,
-		Tenant:     k.rec.Tenant,
-		CostCenter: k.rec.CostCenter,
-		Method:     MethodAPIKey,
-		KeyID:      k.rec.ID,
-	}, k.rec.Platform.clone(), nil
+	return k.rec.Identity(), k.rec.Platform.clone(), nil
 }
 
 // IsAPIKey reports whether a presented credential has the shape of a

@@ -197,6 +197,12 @@ func (g *PlatformGrant) clone() *PlatformGrant {
 	return &c
 }
 
+// Identity is the identity the key authenticates as.
+func (rec KeyRecord) Identity() Identity {
+	return Identity{User: rec.User, Team: rec.Team, Tenant: rec.Tenant, CostCenter: rec.CostCenter,
+		Method: MethodAPIKey, KeyID: rec.ID}
+}
+
 // Revoked reports whether the key has been revoked. Revocation is
 // permanent, whatever the time in RevokedAt.
 func (rec KeyRecord) Revoked() bool { return rec.RevokedAt != nil }
