@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -414,25 +413,4 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 	if ledger != bill {
 		t.Errorf("ledger tokens for %s = %+v, want the bill's %+v", session, ledger, bill)
 	}
-}
-
-func readLedger(t *testing.T, path string) []usage.Record {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []usage.Record
-	dec := json.NewDecoder(bytes.NewReader(data))
-	for dec.More() {
-		var r usage.Record
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("ledger %s: %v", path, err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
 }

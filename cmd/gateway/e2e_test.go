@@ -28,6 +28,7 @@ import (
 	"github.com/bedrock-gateway/gateway/internal/devcert"
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 const (
@@ -245,6 +246,26 @@ usage:
 	return e
 }
 
+// readLedger is the one way tests read the usage ledger: every record, in
+// order, through the reader FinOps tooling would use. A ledger not yet
+// created is empty.
+func readLedger(t *testing.T, path string) []usage.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := usage.ReadLedger(f)
+	if err != nil {
+		t.Fatalf("ledger %s: %v", path, err)
+	}
+	return recs
+}
+
 // testProcess is a process with an empty environment and the given output.
 func testProcess(stdout, stderr io.Writer) process {
 	return process{getenv: func(string) string { return "" }, stdout: stdout, stderr: stderr}
@@ -276,6 +297,50 @@ var (
 	bob   = devUser{"bob@acme.org", "platform", "globex", ""}
 	carol = devUser{"carol with spaces", "research", "", ""}
 )
+
+// conversePath is a Converse on a model every test may call.
+const conversePath = "/model/amazon.nova-lite-v1:0/converse"
+
+// converseBody is a Converse request any model accepts.
+const converseBody = `{"messages":[{"role":"user","content":[{"text":"hello"}]}]}`
+
+// send is the one way tests send a raw request through the gateway: a
+// JSON body POSTed to path with header, by client (e.client if nil). It
+// returns the response and its body (a stream read to its end).
+func (e *env) send(t *testing.T, client *http.Client, path, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.baseURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	if client == nil {
+		client = e.client
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// post sends a Converse-shaped body to path; see send.
+func (e *env) post(t *testing.T, path string, header map[string]string) (int, string, http.Header) {
+	t.Helper()
+	resp, body := e.send(t, nil, path, converseBody, header)
+	return resp.StatusCode, body, resp.Header
+}
+
+// call posts a Converse through the gateway with header.
+func (e *env) call(t *testing.T, header map[string]string) (int, string, http.Header) {
+	t.Helper()
+	return e.post(t, conversePath, header)
+}
 
 func sessionARN(name string) string {
 	return "arn:aws:sts::123456789012:assumed-role/BedrockInvocationRole/" + name

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +12,6 @@ import (
 	"github.com/bedrock-gateway/gateway/internal/fakeidp"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
-
-// call sends a Converse through the gateway with the given headers.
-func (e *env) call(t *testing.T, header map[string]string) (int, string, http.Header) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.baseURL+"/model/amazon.nova-lite-v1:0/converse",
-		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"hello"}]}]}`))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
-}
 
 // eventually polls cond: the key store is re-read every keys_reload
 // (10ms here), so a change shows within a few polls.
@@ -270,18 +250,9 @@ func TestIdentityTokenBudget(t *testing.T) {
 			t.Error("429 without Retry-After")
 		}
 		// Tokens are booked after the answer, just before its ledger line.
-		eventually(t, "ledger line", func() bool { return ledgerLines(t, e.ledger) == i+1 })
+		eventually(t, "ledger line", func() bool { return len(readLedger(t, e.ledger)) == i+1 })
 	}
 	if fmt.Sprint(codes) != "[200 200 429]" {
 		t.Errorf("codes %v, want [200 200 429]", codes)
 	}
-}
-
-func ledgerLines(t *testing.T, path string) int {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "\n")
 }

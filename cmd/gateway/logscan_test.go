@@ -176,25 +176,11 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	var answers strings.Builder
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, e.baseURL+tc.path, strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Content-Type", "application/json")
-			for k, v := range tc.header {
-				req.Header.Set(k, v)
-			}
-			resp, err := e.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b bytes.Buffer
-			b.ReadFrom(resp.Body)
-			resp.Body.Close()
+			resp, body := e.send(t, nil, tc.path, tc.body, tc.header)
 			if resp.StatusCode != tc.want {
-				t.Errorf("status = %d, want %d: %.300s", resp.StatusCode, tc.want, b.String())
+				t.Errorf("status = %d, want %d: %.300s", resp.StatusCode, tc.want, body)
 			}
-			fmt.Fprintf(&answers, "%s\n%v\n%s\n", tc.name, resp.Header, b.String())
+			fmt.Fprintf(&answers, "%s\n%v\n%s\n", tc.name, resp.Header, body)
 		})
 	}
 	// Every error kind was really driven: STS refused, Bedrock failed and

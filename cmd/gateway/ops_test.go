@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,16 +65,7 @@ func TestProtocols(t *testing.T) {
 			t.Errorf("HTTP/1.1: proto %d status %d, want 1 200", proto, status)
 		}
 		// A model call over h2c is signed with the caller's own session.
-		req, _ := http.NewRequest(http.MethodPost, e.baseURL+"/model/amazon.nova-lite-v1:0/converse",
-			strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"hello"}]}]}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("x-api-key", e.keys[alice.user])
-		resp, err := (&http.Client{Transport: h2c}).Do(req)
-		if err != nil {
-			t.Fatalf("Converse over h2c: %v", err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, _ := e.send(t, &http.Client{Transport: h2c}, conversePath, converseBody, map[string]string{"x-api-key": e.keys[alice.user]})
 		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 			t.Errorf("Converse over h2c: status %d proto %d, want 200 2", resp.StatusCode, resp.ProtoMajor)
 		}
@@ -166,27 +156,6 @@ func holdStream(t *testing.T, e *env) (events <-chan any, stream *bedrockruntime
 	return events, out.GetStream(), func() { once.Do(func() { close(ch) }) }
 }
 
-// ledgerRecords reads the usage ledger.
-func ledgerRecords(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if line == "" {
-			continue
-		}
-		var r map[string]any
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("ledger line %q: %v", line, err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
-
 // stopAsync stops the gateway in the background; the returned channel is
 // closed when run has returned.
 func stopAsync(e *env) <-chan struct{} {
@@ -244,8 +213,8 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("gateway did not stop after the stream finished")
 	}
-	recs := ledgerRecords(t, e.ledger)
-	if len(recs) != 1 || recs[0]["operation"] != "ConverseStream" || recs[0]["status"] != float64(200) || recs[0]["output_tokens"] == float64(0) {
+	recs := readLedger(t, e.ledger)
+	if len(recs) != 1 || recs[0].Operation != "ConverseStream" || recs[0].Status != 200 || recs[0].Output == 0 {
 		t.Errorf("ledger = %v, want one complete ConverseStream record", recs)
 	}
 	if strings.Contains(e.logs.String(), "cancelling open requests") {
@@ -285,8 +254,8 @@ func TestShutdownGraceExpires(t *testing.T) {
 	if line.Cancelled != 1 {
 		t.Errorf("cancelled requests logged = %d, want 1\nlogs:\n%s", line.Cancelled, e.logs)
 	}
-	recs := ledgerRecords(t, e.ledger)
-	if len(recs) != 1 || recs[0]["operation"] != "ConverseStream" {
+	recs := readLedger(t, e.ledger)
+	if len(recs) != 1 || recs[0].Operation != "ConverseStream" {
 		t.Errorf("ledger = %v, want the cancelled ConverseStream's record", recs)
 	}
 }

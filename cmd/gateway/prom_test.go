@@ -80,10 +80,10 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	// A stream and an upstream error give the histograms and the error
 	// series their samples too.
-	if code, body := e.post(t, key, "/model/"+fakeaws.ModelThrottle+"/converse"); code != http.StatusTooManyRequests {
+	if code, body, _ := e.post(t, "/model/"+fakeaws.ModelThrottle+"/converse", key); code != http.StatusTooManyRequests {
 		t.Fatalf("throttled Converse status = %d, want 429: %s", code, body)
 	}
-	if code, body := e.post(t, key, "/model/amazon.nova-lite-v1:0/converse-stream"); code != http.StatusOK {
+	if code, body, _ := e.post(t, "/model/amazon.nova-lite-v1:0/converse-stream", key); code != http.StatusOK {
 		t.Fatalf("ConverseStream status = %d, want 200: %s", code, body)
 	}
 
@@ -103,28 +103,6 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		}
 		t.Errorf("promtool check metrics = exit %d, want 0:\n%s", ee.ExitCode(), out)
 	}
-}
-
-// post sends a Converse-shaped body to path and returns the status and
-// body, the stream read to its end.
-func (e *env) post(t *testing.T, header map[string]string, path string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.baseURL+path,
-		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"hello"}]}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // freePort returns a loopback port nothing listens on at the moment.

@@ -84,8 +84,8 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Fatalf("after a refused reload: %d %s", status, body)
 	}
 	var converse int
-	for _, r := range ledgerRecords(t, e.ledger) {
-		if r["operation"] == "Converse" {
+	for _, r := range readLedger(t, e.ledger) {
+		if r.Operation == "Converse" {
 			converse++
 		}
 	}

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -137,20 +134,10 @@ func TestEndToEndEveryRouteAndLedger(t *testing.T) {
 
 	// The ledger, read after a clean shutdown, against the bill.
 	e.stop()
-	f, err := os.Open(e.ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	ledger := map[string]usage.Tokens{}
-	lines := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r usage.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("ledger line %q: %v", sc.Text(), err)
-		}
-		lines++
+	recs := readLedger(t, e.ledger)
+	lines := len(recs)
+	for _, r := range recs {
 		if r.Operation == "CountTokens" { // an estimate, not billed
 			continue
 		}

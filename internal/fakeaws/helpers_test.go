@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,8 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/goleak"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 )
 
 func TestMain(m *testing.M) {
@@ -38,37 +39,17 @@ const (
 	claudeProfileID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 )
 
-// clock is time.Now plus an offset the test can move: the SDK signs with
-// the real clock, so the fake's clock must stay near it unless a test
-// means to expire something.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
 // env is a fake AWS account served over httptest.
 type env struct {
 	fake  *Server
-	clock *clock
+	clock *fakeclock.Clock
 	sts   *httptest.Server
 	br    *httptest.Server
 }
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	e := &env{clock: &clock{}}
+	e := &env{clock: fakeclock.Following()}
 	if opts.Now == nil {
 		opts.Now = e.clock.Now
 	}

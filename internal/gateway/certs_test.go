@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bedrock-gateway/gateway/internal/devcert"
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 )
 
 // newCert writes a fresh self-signed pair into its own directory and
@@ -86,10 +87,10 @@ func TestCertReload(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	install(t, certFile, keyFile, certA, keyA, t0)
 
-	now := time.Unix(1_700_000_000, 0)
+	clk := fakeclock.At(time.Unix(1_700_000_000, 0))
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	r, err := newCertReloader(certFile, keyFile, 5*time.Second, func() time.Time { return now }, logger)
+	r, err := newCertReloader(certFile, keyFile, 5*time.Second, clk.Now, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestCertReload(t *testing.T) {
 		if s.change != nil {
 			s.change()
 		}
-		now = now.Add(s.advance)
+		clk.Advance(s.advance)
 		if got := handshakeCert(t, addr); !bytes.Equal(got, s.want) {
 			t.Errorf("%s: served the wrong certificate", s.name)
 		}

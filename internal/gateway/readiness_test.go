@@ -14,12 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 )
 
 // TestReadiness: the STS check is reused for its TTL, a failure makes the
 // gateway not ready until a later check succeeds, and draining is final.
 func TestReadiness(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
+	clk := fakeclock.At(time.Unix(1_700_000_000, 0))
 	var calls int
 	var stsErr error
 	r := &readiness{
@@ -27,7 +29,7 @@ func TestReadiness(t *testing.T) {
 		okTTL:   15 * time.Second,
 		failTTL: 2 * time.Second,
 		timeout: time.Second,
-		now:     func() time.Time { return now },
+		now:     clk.Now,
 	}
 	boom := errors.New("sts unreachable")
 	steps := []struct {
@@ -47,7 +49,7 @@ func TestReadiness(t *testing.T) {
 		{"draining is final", time.Hour, nil, false, errShuttingDown, 3},
 	}
 	for _, s := range steps {
-		now = now.Add(s.advance)
+		clk.Advance(s.advance)
 		stsErr = s.stsErr
 		if s.drain {
 			r.startDraining()

@@ -10,35 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 	"github.com/bedrock-gateway/gateway/internal/fakeidp"
 	"github.com/google/go-cmp/cmp"
 )
 
-// testClock is an injectable clock; tests move it instead of sleeping.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newVerifier builds a verifier for one IdP, with extra settings applied
 // to its OIDCIssuer.
-func newVerifier(t *testing.T, idp *fakeidp.IdP, clk *testClock, edit func(*OIDCIssuer)) *OIDCVerifier {
+func newVerifier(t *testing.T, idp *fakeidp.IdP, clk *fakeclock.Clock, edit func(*OIDCIssuer)) *OIDCVerifier {
 	t.Helper()
 	is := OIDCIssuer{Issuer: idp.Issuer(), Audiences: []string{"other-app", idp.Audience()}}
 	if edit != nil {
@@ -52,7 +31,7 @@ func newVerifier(t *testing.T, idp *fakeidp.IdP, clk *testClock, edit func(*OIDC
 }
 
 func TestOIDCVerifyValid(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, func(is *OIDCIssuer) {
 		is.Alias = "okta"
@@ -117,7 +96,7 @@ func with(claims map[string]any, kv ...any) map[string]any {
 }
 
 func TestOIDCRefusesForgeries(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, nil)
 	good := idp.Claims("alice")
@@ -146,7 +125,7 @@ func checkNoToken(t *testing.T, err error, tok string) {
 }
 
 func TestOIDCLeeway(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, nil)
 	now := clk.Now()
@@ -179,7 +158,7 @@ func TestOIDCLeeway(t *testing.T) {
 }
 
 func TestOIDCAlgorithmAllowList(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, func(is *OIDCIssuer) { is.Algorithms = []string{"ES256"} })
 	if _, err := v.Verify(t.Context(), idp.Sign(idp.Claims("a"))); !errors.Is(err, ErrInvalidCredentials) {
@@ -188,7 +167,7 @@ func TestOIDCAlgorithmAllowList(t *testing.T) {
 }
 
 func TestOIDCRandomKIDFloodIsBounded(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, nil)
 	claims := idp.Claims("mallory")
@@ -232,7 +211,7 @@ func TestOIDCRandomKIDFloodIsBounded(t *testing.T) {
 }
 
 func TestOIDCWithdrawnKeyStopsVerifyingAfterMaxAge(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	v := newVerifier(t, idp, clk, nil)
 	oldTok := idp.Sign(with(idp.Claims("a"), "exp", clk.Now().Add(3*time.Hour).Unix()))
@@ -253,7 +232,7 @@ func TestOIDCWithdrawnKeyStopsVerifyingAfterMaxAge(t *testing.T) {
 }
 
 func TestOIDCIdPDownAtStart(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	idp.SetDown(true)
 	v := newVerifier(t, idp, clk, nil)
@@ -277,7 +256,7 @@ func TestOIDCIdPDownAtStart(t *testing.T) {
 }
 
 func TestOIDCTwoIssuers(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	a := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	b := fakeidp.New(t, fakeidp.WithNow(clk.Now), fakeidp.WithAudience("gw-b"))
 	// Both IdPs are on 127.0.0.1, so they need explicit aliases.
@@ -324,7 +303,7 @@ func TestOIDCTwoIssuers(t *testing.T) {
 
 func TestOIDCEntra(t *testing.T) {
 	const tid = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now), fakeidp.WithEntraTenant(tid))
 	v := newVerifier(t, idp, clk, func(is *OIDCIssuer) {
 		is.EntraIDs = true
@@ -365,7 +344,7 @@ func TestOIDCEntra(t *testing.T) {
 }
 
 func TestOIDCClaimMapping(t *testing.T) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
 	base := idp.Claims("u1")
 	for _, tc := range []struct {
@@ -527,7 +506,7 @@ func FuzzLooksLikeJWT(f *testing.F) {
 // claim mapping. A token is either refused with ErrInvalidCredentials or
 // yields an identity whose User is the alias plus a non-empty subject.
 func FuzzOIDCClaims(f *testing.F) {
-	clk := newTestClock()
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(f, fakeidp.WithNow(clk.Now))
 	v, err := NewOIDCVerifier(context.Background(), OIDCConfig{
 		Issuers: []OIDCIssuer{{

@@ -8,35 +8,17 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// clock is a fake clock that tests advance by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newLimiter(t *testing.T, size int) (*Limiter, *clock) {
+func newLimiter(t *testing.T, size int) (*Limiter, *fakeclock.Clock) {
 	t.Helper()
-	c := newClock()
+	c := fakeclock.New()
 	l, err := New(Config{Size: size, Now: c.Now})
 	if err != nil {
 		t.Fatalf("New() error = %v", err)

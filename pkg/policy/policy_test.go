@@ -6,43 +6,23 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
-// clock is a fake clock that tests advance by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newLimiter returns a Limiter on clk (a fixed clock when nil).
-func newLimiter(t *testing.T, clk *clock) *limits.Limiter {
+func newLimiter(t *testing.T, clk *fakeclock.Clock) *limits.Limiter {
 	t.Helper()
 	if clk == nil {
-		clk = newClock()
+		clk = fakeclock.New()
 	}
 	l, err := limits.New(limits.Config{Now: clk.Now})
 	if err != nil {
@@ -236,7 +216,7 @@ func admitAll(p *Policy, model string, ids ...auth.Identity) []string {
 // beyond its burst with the wait until the bucket refills (the proxy's
 // 429 with Retry-After), and admits again once it has.
 func TestAdmitIdentityLimit(t *testing.T) {
-	clk := newClock()
+	clk := fakeclock.New()
 	p := mustPolicy(t, Config{
 		Limits:       limits.LimitRule{RequestsPerSecond: 0.01, Burst: 2},
 		TenantLimits: limits.LimitRule{RequestsPerSecond: 0.01, Burst: 3},
@@ -281,7 +261,7 @@ func TestAdmitTenantLimitShared(t *testing.T) {
 // TestAdmitRefusalTakesNothing: a request refused by the tenant's limit
 // does not use up the caller's own, and a refused model uses up neither.
 func TestAdmitRefusalTakesNothing(t *testing.T) {
-	clk := newClock()
+	clk := fakeclock.New()
 	p := mustPolicy(t, Config{
 		Models:       []string{"anthropic.*"},
 		Limits:       limits.LimitRule{RequestsPerSecond: 0.001, Burst: 2},
@@ -337,7 +317,7 @@ func TestAdmitModelNotAllowed(t *testing.T) {
 // drain the caller's tokens-per-minute budget; once it is in debt Admit
 // refuses until it refills.
 func TestAdmitTokenBudget(t *testing.T) {
-	clk := newClock()
+	clk := fakeclock.New()
 	p := mustPolicy(t, Config{Limits: limits.LimitRule{TokensPerMinute: 8}}, newLimiter(t, clk))
 	alice := auth.Identity{User: "alice"}
 	// Each call costs 5 tokens: the first leaves 3, the second runs the

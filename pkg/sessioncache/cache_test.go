@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
@@ -144,7 +145,7 @@ func TestNewRegistrationConflict(t *testing.T) {
 }
 
 func TestGetReturnsSTSCredentials(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	f := &fakeSTS{now: clock.Now}
 	c := mustNew(t, Config{STS: f, Now: clock.Now})
 
@@ -539,7 +540,7 @@ func TestGetRetriesTransientErrors(t *testing.T) {
 // TestGetRemembersRefusals: AccessDenied is answered from memory for
 // NegativeTTL, then STS is asked again.
 func TestGetRemembersRefusals(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	f := &fakeSTS{now: clock.Now}
 	f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {
 		if n == 1 {
@@ -568,7 +569,7 @@ func TestGetRemembersRefusals(t *testing.T) {
 }
 
 func TestGetRefusesBadResponse(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	exp := func(d time.Duration) *time.Time { return aws.Time(clock.Now().Add(d)) }
 	full := func() *types.Credentials {
 		return &types.Credentials{
@@ -682,7 +683,7 @@ func TestGetAcceptsSpecsAtLimits(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	reg := prometheus.NewRegistry()
 	f := &fakeSTS{now: clock.Now}
 	f.respond = func(_ context.Context, n int, _ *sts.AssumeRoleInput) (*sts.AssumeRoleOutput, error) {

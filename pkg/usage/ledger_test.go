@@ -1,7 +1,6 @@
 package usage
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -58,23 +57,9 @@ func readLines(t *testing.T, path string) []Record {
 
 func parseLines(t *testing.T, name string, b []byte) []Record {
 	t.Helper()
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		t.Fatalf("%s does not end in a newline: a record was split", name)
-	}
-	var recs []Record
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r Record
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("%s: line %q is not a record: %v", name, sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	recs, err := ReadLedger(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	return recs
 }
@@ -647,5 +632,60 @@ func checkProblems(t *testing.T, err error, want []string) {
 		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
 			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
 		}
+	}
+}
+
+// TestReadLedger: the reader takes back exactly what the ledger wrote and
+// refuses anything else, naming the line.
+func TestReadLedger(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := NewLedger(LedgerConfig{Path: "-", Stdout: &buf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []Record{
+		{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), RequestID: "r1", User: "alice", Operation: "Converse", Status: 200,
+			Tokens: Tokens{Input: 10, Output: 5, CacheRead: 2, CacheWrite: 1}},
+		{Time: time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC), RequestID: "r2", User: "bob", Operation: "ConverseStream", Status: 429, ErrorType: "ThrottlingException"},
+	}
+	for _, r := range in {
+		l.Record(r)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadLedger(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("read %d records, want %d", len(out), len(in))
+	}
+	for i := range in {
+		if out[i].RequestID != in[i].RequestID || out[i].Tokens != in[i].Tokens || out[i].Status != in[i].Status ||
+			!out[i].Time.Equal(in[i].Time) || out[i].ErrorType != in[i].ErrorType {
+			t.Errorf("record %d = %+v, want %+v", i, out[i], in[i])
+		}
+	}
+	good := buf.String()
+	for _, tc := range []struct {
+		name, text, want string
+		partial          bool
+		n                int
+	}{
+		{"torn last record", good + `{"request_id":"r3"`, "line 3", true, 2},
+		{"unknown field", good + `{"request_id":"r3","surprise":1}` + "\n", "line 3", false, 2},
+		{"not JSON", "nonsense\n" + good, "line 1", false, 0},
+		{"two records on a line", `{"request_id":"a"} {"request_id":"b"}` + "\n", "line 1", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := ReadLedger(strings.NewReader(tc.text))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrPartialRecord) != tc.partial {
+				t.Errorf("ReadLedger = %v, want an error naming %s (partial: %v)", err, tc.want, tc.partial)
+			}
+			if len(recs) != tc.n {
+				t.Errorf("ReadLedger returned %d records before the problem, want %d", len(recs), tc.n)
+			}
+		})
 	}
 }

@@ -1,0 +1,48 @@
+package usage
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrPartialRecord means the ledger ends in a line without its newline: a
+// record whose write was cut short (the machine, not the gateway, crashed
+// mid-write). The records before it are sound.
+var ErrPartialRecord = errors.New("usage ledger ends in a partial record")
+
+// ReadLedger reads a ledger written by Ledger: one JSON Record per line.
+// It is strict, so that a ledger that does not hold what the gateway
+// wrote is noticed: a line that is not exactly a Record (unknown fields
+// included) is an error naming its line number, and a last line without
+// its newline is ErrPartialRecord. On error it returns the records read
+// before the problem.
+func ReadLedger(r io.Reader) ([]Record, error) {
+	br := bufio.NewReader(r)
+	var recs []Record
+	for n := 1; ; n++ {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && err == io.EOF {
+			return recs, fmt.Errorf("line %d: %w", n, ErrPartialRecord)
+		}
+		if err == io.EOF {
+			return recs, nil
+		}
+		if err != nil {
+			return recs, err
+		}
+		var rec Record
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rec); err != nil {
+			return recs, fmt.Errorf("line %d: not a usage record: %w", n, err)
+		}
+		if dec.More() {
+			return recs, fmt.Errorf("line %d: more than one record", n)
+		}
+		recs = append(recs, rec)
+	}
+}
