@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -49,7 +51,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkProblems(t, tt.cfg.Validate(), tt.want)
+			configtest.Problems(t, tt.cfg.Validate(), tt.want)
 		})
 	}
 }

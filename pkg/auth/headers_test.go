@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 )
 
 // testPlatform is the identity of a platform key as the authenticator
@@ -348,7 +350,7 @@ func TestTrustedHeadersValidate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.th.Validate()
-			checkProblems(t, err, tc.want)
+			configtest.Problems(t, err, tc.want)
 			// Check fails closed on a configuration Validate refuses, and
 			// not as the caller's fault.
 			_, cerr := tc.th.Check(headerRequest(http.Header{"X-Gateway-Tenant": {"acme"}}), testPlatform, testGrant())
@@ -356,31 +358,6 @@ func TestTrustedHeadersValidate(t *testing.T) {
 				t.Errorf("Check() with an invalid configuration = %v, want a configuration error", cerr)
 			}
 		})
-	}
-}
-
-// checkProblems checks that err is a flat join (errors.Join of single
-// problems, as a config loader prefixes them one by one) of exactly one
-// problem per entry of want, in order, each starting with its entry.
-func checkProblems(t *testing.T, err error, want []string) {
-	t.Helper()
-	var got []string
-	if err != nil {
-		joined, ok := err.(interface{ Unwrap() []error })
-		if !ok {
-			t.Fatalf("Validate() = %v, want an errors.Join", err)
-		}
-		for _, e := range joined.Unwrap() {
-			got = append(got, e.Error())
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
-	}
-	for i, w := range want {
-		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
-			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
-		}
 	}
 }
 

@@ -1,34 +1,15 @@
 package policy
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 )
-
-// problemPaths returns the config path ("models[0]", "tenants.a.limits.burst")
-// each joined problem in err starts with.
-func problemPaths(err error) []string {
-	if err == nil {
-		return nil
-	}
-	errs := []error{err}
-	var j interface{ Unwrap() []error }
-	if errors.As(err, &j) {
-		errs = j.Unwrap()
-	}
-	var paths []string
-	for _, e := range errs {
-		path, _, _ := strings.Cut(e.Error(), ":")
-		paths = append(paths, path)
-	}
-	return paths
-}
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
@@ -69,7 +50,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if diff := cmp.Diff(tt.wantPaths, problemPaths(err)); diff != "" {
+			if diff := cmp.Diff(tt.wantPaths, configtest.Paths(err)); diff != "" {
 				t.Errorf("Validate() = %v; problem paths mismatch (-want +got):\n%s", err, diff)
 			}
 			p, nerr := New(tt.cfg, newLimiter(t, nil))

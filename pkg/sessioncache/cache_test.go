@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
@@ -76,33 +77,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkProblems(t, tt.cfg.Validate(), tt.want)
+			configtest.Problems(t, tt.cfg.Validate(), tt.want)
 		})
-	}
-}
-
-// checkProblems checks that err is a flat join (errors.Join of single
-// problems, as a config loader prefixes them one by one) of exactly one
-// problem per entry of want, in order, each starting with its entry.
-func checkProblems(t *testing.T, err error, want []string) {
-	t.Helper()
-	var got []string
-	if err != nil {
-		joined, ok := err.(interface{ Unwrap() []error })
-		if !ok {
-			t.Fatalf("Validate() = %v, want an errors.Join", err)
-		}
-		for _, e := range joined.Unwrap() {
-			got = append(got, e.Error())
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
-	}
-	for i, w := range want {
-		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
-			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
-		}
 	}
 }
 

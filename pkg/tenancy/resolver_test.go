@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
@@ -58,7 +59,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if diff := cmp.Diff(tt.wantPaths, problemPaths(err)); diff != "" {
+			if diff := cmp.Diff(tt.wantPaths, configtest.Paths(err)); diff != "" {
 				t.Errorf("Validate(%+v) = %v; problem paths mismatch (-want +got):\n%s", tt.cfg, err, diff)
 			}
 			r, nerr := NewResolver(tt.cfg)
@@ -67,25 +68,6 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// problemPaths returns the config path ("role_arn", "tag_keys.team") each
-// joined problem in err starts with.
-func problemPaths(err error) []string {
-	if err == nil {
-		return nil
-	}
-	errs := []error{err}
-	var j interface{ Unwrap() []error }
-	if errors.As(err, &j) {
-		errs = j.Unwrap()
-	}
-	var paths []string
-	for _, e := range errs {
-		path, _, _ := strings.Cut(e.Error(), ":")
-		paths = append(paths, path)
-	}
-	return paths
 }
 
 func TestResolve(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
@@ -313,7 +314,7 @@ func TestValidateRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if diff := cmp.Diff(tt.wantPaths, problemPaths(err)); diff != "" {
+			if diff := cmp.Diff(tt.wantPaths, configtest.Paths(err)); diff != "" {
 				t.Errorf("Validate() = %v; problem paths mismatch (-want +got):\n%s", err, diff)
 			}
 		})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 )
 
 var t0 = time.Date(2025, 11, 25, 19, 0, 0, 0, time.UTC)
@@ -590,7 +592,7 @@ func TestLedgerConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			checkProblems(t, err, tt.want)
+			configtest.Problems(t, err, tt.want)
 			// NewLedger applies the same rule: it refuses what Validate
 			// refuses, before touching any file.
 			path := filepath.Join(t.TempDir(), "usage.jsonl")
@@ -607,31 +609,6 @@ func TestLedgerConfigValidate(t *testing.T) {
 				t.Errorf("refused NewLedger() created %s (Stat = %v)", path, serr)
 			}
 		})
-	}
-}
-
-// checkProblems checks that err is a flat join (errors.Join of single
-// problems, as a config loader prefixes them one by one) of exactly one
-// problem per entry of want, in order, each starting with its entry.
-func checkProblems(t *testing.T, err error, want []string) {
-	t.Helper()
-	var got []string
-	if err != nil {
-		joined, ok := err.(interface{ Unwrap() []error })
-		if !ok {
-			t.Fatalf("Validate() = %v, want an errors.Join", err)
-		}
-		for _, e := range joined.Unwrap() {
-			got = append(got, e.Error())
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("Validate() = %q, want %d problems starting %q", got, len(want), want)
-	}
-	for i, w := range want {
-		if !strings.HasPrefix(got[i], w) || strings.Contains(got[i], "\n") {
-			t.Errorf("Validate() problem %d = %q, want one line starting with %q", i, got[i], w)
-		}
 	}
 }
 

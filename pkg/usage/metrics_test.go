@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bedrock-gateway/gateway/internal/configtest"
 )
 
 var testMetricsConfig = MetricsConfig{
@@ -347,7 +349,7 @@ func TestMetricsConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			checkProblems(t, err, tt.want)
+			configtest.Problems(t, err, tt.want)
 			// NewMetrics applies the same rule, before registering anything.
 			reg := prometheus.NewRegistry()
 			cfg := tt.cfg
