@@ -16,4 +16,10 @@ var (
 	// its grant does not allow (a platform key naming a tenant outside its
 	// list or pattern) and is answered 403, before any STS call.
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable means the credential could not be checked because
+	// something the check depends on (an identity provider's discovery
+	// document or JWKS) did not answer. The request is refused (fail
+	// closed) but the caller's credential is not called bad: it is
+	// answered 503 with Retry-After.
+	ErrUnavailable = errors.New("identity provider unavailable")
 )

@@ -50,6 +50,9 @@ func (e *OverloadedError) Error() string {
 // Is makes errors.Is(err, ErrOverloaded) true.
 func (e *OverloadedError) Is(target error) bool { return target == ErrOverloaded }
 
+// RetryAfterHint is for RetryAfter.
+func (e *OverloadedError) RetryAfterHint() time.Duration { return e.RetryAfter }
+
 // admission keeps the process's AssumeRole calls within the STS quota: 600
 // requests per second per account and Region, shared by every STS call of
 // the account (IAM User Guide, "STS request quotas"), so the gateway must

@@ -2,6 +2,7 @@ package sessioncache
 
 import (
 	"errors"
+	"time"
 
 	"github.com/aws/smithy-go"
 )
@@ -24,6 +25,20 @@ var (
 	// 5xx, an incomplete response, or any error not classified above).
 	ErrUnavailable = errors.New("sts unavailable")
 )
+
+// RetryAfter returns how long a caller refused with err should wait
+// before trying again, if err carries a hint (an *OverloadedError, or an
+// ErrThrottled / ErrUnavailable failure remembered for a back-off), and
+// false otherwise. The proxy sends it as Retry-After.
+func RetryAfter(err error) (time.Duration, bool) {
+	var h interface{ RetryAfterHint() time.Duration }
+	if errors.As(err, &h) {
+		if d := h.RetryAfterHint(); d > 0 {
+			return d, true
+		}
+	}
+	return 0, false
+}
 
 // Bounded values of the outcome label of sts_assume_role_total.
 const (
