@@ -92,9 +92,9 @@ type AdminConfig struct {
 	// Pprof serves net/http/pprof under /debug/pprof/. Profiles reveal
 	// memory contents.
 	Pprof bool `yaml:"pprof"`
-	// ReadinessSTSInterval is the longest /readyz reuses a successful
-	// GetCallerIdentity check before calling STS again.
-	ReadinessSTSInterval time.Duration `yaml:"readiness_sts_interval"`
+	// STSCheckInterval is how often the gateway checks that STS answers
+	// GetCallerIdentity with its own identity (bedrock_gateway_sts_reachable).
+	STSCheckInterval time.Duration `yaml:"sts_check_interval"`
 }
 
 // AWSConfig locates AWS. The gateway's own identity (used only to call
@@ -180,8 +180,8 @@ type LogConfig struct {
 // AdminOff is the value of admin.listen that disables the admin listener.
 const AdminOff = "off"
 
-// DefaultReadinessInterval is admin.readiness_sts_interval's default.
-const DefaultReadinessInterval = 15 * time.Second
+// DefaultSTSCheckInterval is admin.sts_check_interval's default.
+const DefaultSTSCheckInterval = 15 * time.Second
 
 // Default returns the configuration a file that sets nothing gets: every
 // default, each taken from the package that owns the setting. Settings
@@ -191,7 +191,7 @@ func Default() Config {
 	tk := tenancy.DefaultTagKeys()
 	return Config{
 		Listen: ":8080",
-		Admin:  AdminConfig{Listen: "127.0.0.1:9090", ReadinessSTSInterval: DefaultReadinessInterval},
+		Admin:  AdminConfig{Listen: "127.0.0.1:9090", STSCheckInterval: DefaultSTSCheckInterval},
 		Server: server.DefaultConfig(),
 		Session: tenancy.Config{
 			TagKeys:             &tk,
@@ -314,8 +314,8 @@ func (c *Config) Validate() error {
 			add("admin.listen: %q is not host:port or %s", c.Admin.Listen, AdminOff)
 		}
 	}
-	if c.Admin.ReadinessSTSInterval < 0 {
-		add("admin.readiness_sts_interval: must not be negative, got %v", c.Admin.ReadinessSTSInterval)
+	if c.Admin.STSCheckInterval <= 0 {
+		add("admin.sts_check_interval: must be positive, got %v", c.Admin.STSCheckInterval)
 	}
 	under(block("server"), c.Server.Validate())
 	if c.AWS.Region == "" {

@@ -72,21 +72,26 @@ type Options struct {
 // verifier, the session naming rules, the policy and the proxy with its
 // upstream transport.
 type Gateway struct {
-	cfg      *Config // the running config; restart-only settings never change
-	opts     Options
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	sts      *sts.Client
-	cache    *sessioncache.Cache
-	limiter  *limits.Limiter
-	endpoint *url.URL
-	sinks    usage.Sinks
-	ledger   *usage.Ledger // nil when usage.ledger is off
-	metrics  *proxy.Metrics
-	ops      *opsMetrics
-	ready    *readiness
-	tls      *tls.Config // nil without tls.cert_file
-	sw       *switcher
+	cfg       *Config // the running config; restart-only settings never change
+	opts      Options
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	sts       *sts.Client
+	cache     *sessioncache.Cache
+	limiter   *limits.Limiter
+	endpoint  *url.URL
+	sinks     usage.Sinks
+	ledger    *usage.Ledger // nil when usage.ledger is off
+	metrics   *proxy.Metrics
+	ops       *opsMetrics
+	ready     *readiness
+	stsHealth *stsHealth
+	// stopHealth stops the STS health checks; healthDone is closed when
+	// they have.
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
+	tls        *tls.Config // nil without tls.cert_file
+	sw         *switcher
 
 	reloadMu sync.Mutex // one reload at a time
 }
@@ -158,9 +163,20 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 			return nil, err
 		}
 	}
-	g.ready = &readiness{check: g.checkSTS, okTTL: cfg.Admin.ReadinessSTSInterval, failTTL: 2 * time.Second,
-		timeout: 3 * time.Second, now: time.Now, logger: g.log}
-	g.ready.seed(g.logIdentity(ctx))
+	g.ready = &readiness{}
+	g.stsHealth = &stsHealth{check: g.checkSTS, interval: cfg.Admin.STSCheckInterval, timeout: 5 * time.Second,
+		now: time.Now, logger: g.log}
+	if err := registerAll(g.reg, g.stsHealth.collectors()...); err != nil {
+		return nil, err
+	}
+	g.stsHealth.record(g.logIdentity(ctx))
+	hctx, stop := context.WithCancel(context.Background())
+	g.stopHealth, g.healthDone = stop, make(chan struct{})
+	go func() {
+		defer close(g.healthDone)
+		g.stsHealth.run(hctx)
+	}()
+	closers = append(closers, g.stopHealthChecks)
 	gen, err := g.build(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -224,8 +240,14 @@ func (g *Gateway) Close(timeout time.Duration) {
 	if !g.sw.close(timeout) {
 		g.log.Error("requests still hold a config after shutdown", "waited", timeout.String())
 	}
+	g.stopHealthChecks()
 	g.cache.Close()
 	g.closeLedger()
+}
+
+func (g *Gateway) stopHealthChecks() {
+	g.stopHealth()
+	<-g.healthDone
 }
 
 func (g *Gateway) closeLedger() {
@@ -244,7 +266,8 @@ func (g *Gateway) checkSTS(ctx context.Context) error {
 
 // logIdentity says which identity the gateway calls STS as: the first
 // thing an operator checks when AssumeRole is denied. A failure is not
-// fatal (STS may be briefly unreachable at start); it seeds readiness.
+// fatal (STS may be briefly unreachable at start); it is the first STS
+// health result.
 func (g *Gateway) logIdentity(ctx context.Context) error {
 	idCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -47,17 +47,25 @@ func newOpsMetrics(reg prometheus.Registerer, version string) (*opsMetrics, erro
 		Help: "Always 1; its labels say which gateway version and Go toolchain are running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	for _, c := range []prometheus.Collector{m.shutdownCancelled, m.reloads, m.reloadOK, m.reloadTime, build} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := registerAll(reg, m.shutdownCancelled, m.reloads, m.reloadOK, m.reloadTime, build); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
+// registerAll registers every collector, stopping at the first refusal.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // registerLedgerMetrics exports the ledger's loss counters.
 func registerLedgerMetrics(reg prometheus.Registerer, ledger *usage.Ledger) error {
-	for _, m := range []prometheus.Collector{
+	return registerAll(reg,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "bedrock_gateway_usage_ledger_write_errors_total",
 			Help: "Usage records lost because the ledger could not be written (encoding, write, open or rotation failures).",
@@ -66,10 +74,5 @@ func registerLedgerMetrics(reg prometheus.Registerer, ledger *usage.Ledger) erro
 			Name: "bedrock_gateway_usage_ledger_dropped_total",
 			Help: "Usage records that arrived after the ledger was closed.",
 		}, func() float64 { return float64(ledger.Dropped()) }),
-	} {
-		if err := reg.Register(m); err != nil {
-			return fmt.Errorf("register ledger metrics: %w", err)
-		}
-	}
-	return nil
+	)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -47,6 +48,7 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners) error {
 	for _, ln := range l.Data {
 		go func() { dataErr <- server.Serve(dataCtx, ln, h, g.cfg.Server, opts) }()
 	}
+	g.ready.startServing()
 	adminErr := make(chan error, 1)
 	if l.Admin != nil {
 		go func() { adminErr <- server.ServeAdmin(adminCtx, l.Admin, g.AdminHandler(), g.log) }()
@@ -75,7 +77,8 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners) error {
 
 // AdminHandler serves what operators scrape and probe, on a listener of
 // its own so that it is never exposed with the data plane: /metrics,
-// /healthz (the process is alive and serving), /readyz (see readiness),
+// /healthz (the process is alive and serving), /readyz (see readiness;
+// ?verbose adds a line per condition and STS health),
 // and with admin.pprof, /debug/pprof/.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -87,18 +90,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		if err := g.ready.Ready(r.Context()); err != nil {
+		err := g.ready.Ready()
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			// The STS error itself is logged, not served: keep the body
-			// to a reason.
-			reason := "sts: GetCallerIdentity failed"
-			if errors.Is(err, errShuttingDown) {
-				reason = errShuttingDown.Error()
-			}
-			fmt.Fprintf(w, "not ready: %s\n", reason)
-			return
 		}
-		io.WriteString(w, "ok\n")
+		_, verbose := r.URL.Query()["verbose"]
+		writeReadyz(w, err, verbose, g.stsHealth, time.Now())
 	})
 	if g.cfg.Admin.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
