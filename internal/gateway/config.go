@@ -110,6 +110,10 @@ type AWSConfig struct {
 	// Default $AWS_ENDPOINT_URL_BEDROCK_RUNTIME, then $AWS_ENDPOINT_URL,
 	// then the Region's public endpoint.
 	BedrockRuntimeEndpoint string `yaml:"bedrock_runtime_endpoint"`
+	// CABundle is a PEM file of the certificate authorities trusted for
+	// STS and Bedrock alike, instead of the system's (a TLS-inspecting
+	// corporate proxy). Default $AWS_CA_BUNDLE, as the AWS SDKs read it.
+	CABundle string `yaml:"ca_bundle"`
 }
 
 // SessionCacheConfig is the cache part of sessioncache.Config.
@@ -265,6 +269,7 @@ func (c *Config) applyEnvironment(getenv func(string) string) {
 	}
 	c.AWS.Region = first(c.AWS.Region, "AWS_REGION", "AWS_DEFAULT_REGION")
 	c.AWS.STSEndpoint = first(c.AWS.STSEndpoint, "AWS_ENDPOINT_URL_STS")
+	c.AWS.CABundle = first(c.AWS.CABundle, "AWS_CA_BUNDLE")
 	c.AWS.BedrockRuntimeEndpoint = first(c.AWS.BedrockRuntimeEndpoint, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL")
 	if c.AWS.BedrockRuntimeEndpoint == "" && c.AWS.Region != "" {
 		c.AWS.BedrockRuntimeEndpoint = DefaultBedrockEndpoint(c.AWS.Region)

@@ -3,15 +3,18 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +83,7 @@ type Gateway struct {
 	cache     *sessioncache.Cache
 	limiter   *limits.Limiter
 	endpoint  *url.URL
+	roots     *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
 	sinks     usage.Sinks
 	ledger    *usage.Ledger // nil when usage.ledger is off
 	metrics   *proxy.Metrics
@@ -122,7 +126,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 	if g.endpoint, err = url.Parse(cfg.AWS.BedrockRuntimeEndpoint); err != nil {
 		return nil, fmt.Errorf("aws.bedrock_runtime_endpoint: %w", err)
 	}
-	if g.sts, err = newSTSClient(ctx, cfg.AWS, opts.Credentials); err != nil {
+	if g.roots, err = loadCABundle(cfg.Path(cfg.AWS.CABundle)); err != nil {
+		return nil, fmt.Errorf("aws.ca_bundle: %w", err)
+	}
+	if g.sts, err = newSTSClient(ctx, cfg.AWS, opts.Credentials, g.roots); err != nil {
 		return nil, err
 	}
 	if g.ops, err = newOpsMetrics(g.reg, opts.Version); err != nil {
@@ -185,12 +192,37 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 	return g, nil
 }
 
-// newSTSClient is the client for the gateway's own STS calls.
-func newSTSClient(ctx context.Context, c AWSConfig, creds aws.CredentialsProvider) (*sts.Client, error) {
-	awsCfg := aws.Config{Region: c.Region, Credentials: creds}
+// loadCABundle reads a PEM bundle of trusted certificate authorities;
+// none (nil) for an empty path, which means the system's roots.
+func loadCABundle(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// newSTSClient is the client for the gateway's own STS calls. roots, if
+// set, are the only certificate authorities it trusts, as for Bedrock:
+// the SDK would read AWS_CA_BUNDLE on its own, but only for STS.
+func newSTSClient(ctx context.Context, c AWSConfig, creds aws.CredentialsProvider, roots *x509.CertPool) (*sts.Client, error) {
+	var httpClient aws.HTTPClient = awshttp.NewBuildableClient()
+	if roots != nil {
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		})
+	}
+	awsCfg := aws.Config{Region: c.Region, Credentials: creds, HTTPClient: httpClient}
 	if creds == nil {
 		var err error
-		if awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region)); err != nil {
+		if awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithHTTPClient(httpClient)); err != nil {
 			return nil, fmt.Errorf("load AWS configuration: %w", err)
 		}
 	}
@@ -308,7 +340,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	pc := cfg.proxySettings()
-	pc.Endpoint, pc.Region = g.endpoint, g.cfg.AWS.Region
+	pc.Endpoint, pc.Region, pc.RootCAs = g.endpoint, g.cfg.AWS.Region, g.roots
 	pc.Authenticator = &auth.Authenticator{Keys: auth.NewDynamicKeyVerifier(keys.Current), OIDC: verifier, Headers: cfg.Auth.TrustedHeaders}
 	pc.Resolver, pc.Policy, pc.Credentials = resolver, pol, g.cache
 	pc.Logger, pc.UserAgent = g.log, "bedrock-gateway/"+g.opts.Version

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +81,11 @@ type Config struct {
 	// New builds; it is for tests. The proxy neither tunes nor closes it,
 	// so ResponseHeaderTimeout does not apply to it.
 	Transport http.RoundTripper
+	// RootCAs, if set, are the only certificate authorities the transport
+	// New builds trusts for Bedrock (aws.ca_bundle, $AWS_CA_BUNDLE: a
+	// TLS-inspecting corporate proxy); nil means the system's. The STS
+	// client gets the same roots, so the two halves of the gateway agree.
+	RootCAs *x509.CertPool
 }
 
 // Validate reports every problem with c's settings at once, joined with
@@ -158,9 +165,12 @@ func (c Config) withDefaults() Config {
 // verbatim. It never replays a POST that may have been sent: it retries
 // only requests that were not written at all, or that carry
 // Idempotency-Key, which the header allow-list drops.
-func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
+func newTransport(responseHeaderTimeout time.Duration, roots *x509.CertPool) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DisableCompression = true
 	t.ResponseHeaderTimeout = responseHeaderTimeout
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	return t
 }

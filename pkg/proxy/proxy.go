@@ -95,7 +95,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{cfg: cfg, log: cfg.Logger}
 	upstream := cfg.Transport
 	if upstream == nil {
-		p.transport = newTransport(cfg.ResponseHeaderTimeout)
+		p.transport = newTransport(cfg.ResponseHeaderTimeout, cfg.RootCAs)
 		upstream = p.transport
 	}
 	p.rp = &httputil.ReverseProxy{
