@@ -56,6 +56,7 @@ func TestIdentityThreeMethods(t *testing.T) {
 
 	claims := idp.Claims("00u1abcd")
 	claims["email"] = "dana@acme.org"
+	claims["email_verified"] = true
 	claims["team"] = "research"
 	token := idp.Sign(claims)
 

@@ -7,6 +7,10 @@
 // key, unknown kid, forged signature, wrong issuer, expired, not yet valid,
 // wrong audience, tampered payload, no expiry).
 //
+// SetFailure makes its discovery document or JWKS fail in one of the ways
+// a real IdP does (5xx, a body that is not JSON, no answer at all), so that
+// a verifier can be tested against an unreachable IdP.
+//
 // WithEntraTenant makes it look like Microsoft Entra ID: the issuer is
 // https://login.microsoftonline.com/{tid}/v2.0 and tokens carry tid and
 // oid. Since that host is not the test server, verifiers must use
@@ -77,12 +81,58 @@ type IdP struct {
 	jwksFetches      atomic.Int64
 	discoveryFetches atomic.Int64
 
-	mu      sync.Mutex
-	keys    []key // published, in order
-	signer  string
-	nextKid int
-	down    bool
+	// closing is closed when the test ends, before the server is closed,
+	// so that Hang handlers return and httptest.Server.Close can finish.
+	closing chan struct{}
+
+	mu       sync.Mutex
+	keys     []key // published, in order
+	signer   string
+	nextKid  int
+	failures [numEndpoints]Failure
 }
+
+// Endpoint names one of the IdP's HTTP endpoints, for SetFailure.
+type Endpoint int
+
+// Endpoints.
+const (
+	// Discovery is the OpenID Connect discovery document.
+	Discovery Endpoint = iota
+	// JWKS is the key set named by the discovery document's jwks_uri.
+	JWKS
+
+	numEndpoints = iota
+)
+
+func (e Endpoint) String() string {
+	switch e {
+	case Discovery:
+		return "discovery"
+	case JWKS:
+		return "jwks"
+	}
+	return fmt.Sprintf("Endpoint(%d)", int(e))
+}
+
+// Failure is how an endpoint misbehaves, for SetFailure.
+type Failure int
+
+// Failures.
+const (
+	// Healthy answers normally.
+	Healthy Failure = iota
+	// ServerError answers 500.
+	ServerError
+	// Unavailable answers 503, as SetDown does.
+	Unavailable
+	// Malformed answers 200 with a body that is not JSON.
+	Malformed
+	// Hang never answers: the request ends when its client gives up (a
+	// client timeout or a cancelled context) or, at the latest, when the
+	// test that created the IdP ends, with the connection aborted.
+	Hang
+)
 
 // Option configures New.
 type Option func(*IdP)
@@ -102,12 +152,13 @@ func WithEntraTenant(tid string) Option { return func(p *IdP) { p.tenant = tid }
 // published. It is closed when the test ends.
 func New(t testing.TB, opts ...Option) *IdP {
 	t.Helper()
-	p := &IdP{t: t, audience: DefaultAudience, now: time.Now}
+	p := &IdP{t: t, audience: DefaultAudience, now: time.Now, closing: make(chan struct{})}
 	for _, o := range opts {
 		o(p)
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
 	t.Cleanup(p.srv.Close)
+	t.Cleanup(func() { close(p.closing) }) // runs first: Close waits for handlers
 	if p.tenant != "" {
 		p.issuer = "https://" + EntraHost + "/" + p.tenant + "/v2.0"
 		p.discoveryPath = "/" + p.tenant + "/v2.0/.well-known/openid-configuration"
@@ -168,9 +219,27 @@ func (p *IdP) DiscoveryFetches() int { return int(p.discoveryFetches.Load()) }
 // SetDown makes discovery and JWKS answer 503 (true) or work again (false).
 // Requests are still counted.
 func (p *IdP) SetDown(down bool) {
+	f := Healthy
+	if down {
+		f = Unavailable
+	}
+	p.SetFailure(Discovery, f)
+	p.SetFailure(JWKS, f)
+}
+
+// SetFailure makes endpoint e fail as f from its next request on (Healthy
+// restores it). Requests are still counted. Requests already hanging keep
+// hanging.
+func (p *IdP) SetFailure(e Endpoint, f Failure) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.down = down
+	p.failures[e] = f
+}
+
+func (p *IdP) failure(e Endpoint) Failure {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures[e]
 }
 
 // AddKey generates a key of the given kind, publishes it in the JWKS and
@@ -262,10 +331,39 @@ func (p *IdP) key(kid string) (key, bool) {
 }
 
 func (p *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	var v any
+	var e Endpoint
 	switch r.URL.Path {
 	case p.discoveryPath:
 		p.discoveryFetches.Add(1)
+		e = Discovery
+	case p.jwksPath:
+		p.jwksFetches.Add(1)
+		e = JWKS
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	switch p.failure(e) {
+	case ServerError:
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	case Unavailable:
+		http.Error(w, "identity provider unavailable", http.StatusServiceUnavailable)
+		return
+	case Malformed:
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, "<html>maintenance</html>")
+		return
+	case Hang:
+		select {
+		case <-r.Context().Done():
+		case <-p.closing:
+		}
+		panic(http.ErrAbortHandler) // drop the connection without an answer
+	}
+	var v any
+	switch e {
+	case Discovery:
 		v = map[string]any{
 			"issuer":                                p.issuer,
 			"jwks_uri":                              p.JWKSURL(),
@@ -275,8 +373,7 @@ func (p *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			"subject_types_supported":               []string{"public"},
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 		}
-	case p.jwksPath:
-		p.jwksFetches.Add(1)
+	case JWKS:
 		p.mu.Lock()
 		var set jose.JSONWebKeySet
 		for _, k := range p.keys {
@@ -284,16 +381,6 @@ func (p *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.mu.Unlock()
 		v = set
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	p.mu.Lock()
-	down := p.down
-	p.mu.Unlock()
-	if down {
-		http.Error(w, "identity provider unavailable", http.StatusServiceUnavailable)
-		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(v); err != nil {

@@ -1,10 +1,15 @@
 package fakeidp
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/goleak"
@@ -154,5 +159,92 @@ func TestSetDown(t *testing.T) {
 	}
 	if got := p.JWKSFetches(); got != 1 {
 		t.Errorf("JWKSFetches() = %d, want 1", got)
+	}
+}
+
+func TestSetFailure(t *testing.T) {
+	p := New(t)
+	urls := map[Endpoint]string{
+		Discovery: p.Issuer() + "/.well-known/openid-configuration",
+		JWKS:      p.JWKSURL(),
+	}
+	for _, e := range []Endpoint{Discovery, JWKS} {
+		for _, tc := range []struct {
+			name       string
+			f          Failure
+			wantStatus int
+			wantJSON   bool
+		}{
+			{"server error", ServerError, http.StatusInternalServerError, false},
+			{"unavailable", Unavailable, http.StatusServiceUnavailable, false},
+			{"malformed", Malformed, http.StatusOK, false},
+			{"healthy again", Healthy, http.StatusOK, true},
+		} {
+			t.Run(e.String()+"/"+tc.name, func(t *testing.T) {
+				p.SetFailure(e, tc.f)
+				resp, err := p.Client().Get(urls[e])
+				if err != nil {
+					t.Fatalf("GET %s: %v", urls[e], err)
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatalf("read body: %v", err)
+				}
+				if resp.StatusCode != tc.wantStatus {
+					t.Errorf("GET %s: status %d, want %d", urls[e], resp.StatusCode, tc.wantStatus)
+				}
+				if got := json.Valid(body); got != tc.wantJSON {
+					t.Errorf("GET %s: body is JSON = %v, want %v: %q", urls[e], got, tc.wantJSON, body)
+				}
+			})
+		}
+	}
+	// One endpoint's failure leaves the other alone.
+	p.SetFailure(JWKS, ServerError)
+	var doc map[string]any
+	getJSON(t, p.Client(), urls[Discovery], &doc)
+	p.SetFailure(JWKS, Healthy)
+}
+
+func TestHangEndsWithClientTimeout(t *testing.T) {
+	p := New(t)
+	p.SetFailure(JWKS, Hang)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.JWKSURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.Client().Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET hanging JWKS: status %d, want an error", resp.StatusCode)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GET hanging JWKS: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestHangEndsWithTest: a request still hanging when its test ends fails
+// then, so that the server can close.
+func TestHangEndsWithTest(t *testing.T) {
+	done := make(chan error, 1)
+	t.Run("hang", func(t *testing.T) {
+		p := New(t)
+		p.SetFailure(Discovery, Hang)
+		go func() {
+			resp, err := p.Client().Get(p.Issuer() + "/.well-known/openid-configuration")
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		for p.DiscoveryFetches() == 0 { // the request is in the handler
+			runtime.Gosched()
+		}
+	})
+	if err := <-done; err == nil {
+		t.Errorf("GET hanging discovery after its IdP closed: nil error, want the connection dropped")
 	}
 }

@@ -27,9 +27,11 @@ type Authenticator struct {
 
 // Authenticate returns the caller's Identity. A refused caller gets an
 // error wrapping ErrNoCredentials, ErrInvalidCredentials, ErrBadRequest or
-// ErrForbidden; an invalid Headers configuration fails closed with an
-// error wrapping none of them (the gateway's fault, not the caller's). It
-// implements the proxy's Authenticator.
+// ErrForbidden, or ErrUnavailable when its token could not be checked
+// because the identity provider did not answer; an invalid Headers
+// configuration fails closed with an error wrapping none of them (the
+// gateway's fault, not the caller's). It implements the proxy's
+// Authenticator.
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	cred, err := PresentedCredential(r.Header)
 	if err != nil {

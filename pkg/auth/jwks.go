@@ -31,8 +31,10 @@ const (
 	fetchTimeout = 10 * time.Second
 )
 
-// errRefreshLimited means the key set needed fetching but was fetched less
-// than the refresh interval ago.
+// errRefreshLimited means the key set needed fetching but was fetched,
+// successfully, less than the refresh interval ago: the cached keys are
+// the IdP's answer. (After a failed attempt refresh returns that failure
+// instead, which wraps ErrUnavailable.)
 var errRefreshLimited = errors.New("jwks refetch rate limited")
 
 // remoteKeys is an oidc.KeySet for one issuer: it discovers the issuer's
@@ -40,6 +42,13 @@ var errRefreshLimited = errors.New("jwks refetch rate limited")
 // kid makes it fetch again, at most once per minInterval (success or not),
 // so a flood of tokens with random kids costs the IdP a bounded number of
 // requests. Concurrent refreshes share one fetch.
+//
+// Its errors tell a token it could not check from a bad one: those that
+// wrap ErrUnavailable mean the keys the token needs could not be fetched
+// (discovery or JWKS failed, now or on the last attempt within
+// minInterval, or the caller's context ended while waiting for a fetch);
+// any other error means the token does not verify with the keys the IdP
+// published.
 type remoteKeys struct {
 	issuer      string
 	algs        []jose.SignatureAlgorithm
@@ -54,10 +63,26 @@ type remoteKeys struct {
 	keys      []jose.JSONWebKey
 	fetched   time.Time // last successful JWKS fetch; zero if none
 	attempted time.Time // last refresh attempt; zero if none
+	lastErr   error     // the last attempt's failure; nil if it succeeded
 }
+
+// keySetErrKey is the context key under which Verify passes an *error for
+// VerifySignature to fill in: go-oidc reports a KeySet's error with %v,
+// which would lose ErrUnavailable.
+type keySetErrKey struct{}
 
 // VerifySignature implements oidc.KeySet.
 func (ks *remoteKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	payload, err := ks.verifySignature(ctx, jwt)
+	if err != nil {
+		if slot, ok := ctx.Value(keySetErrKey{}).(*error); ok {
+			*slot = err
+		}
+	}
+	return payload, err
+}
+
+func (ks *remoteKeys) verifySignature(ctx context.Context, jwt string) ([]byte, error) {
 	jws, err := jose.ParseSignedCompact(jwt, ks.algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jws: %w", err)
@@ -68,9 +93,14 @@ func (ks *remoteKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, 
 	hdr := jws.Signatures[0].Header
 	keys, fresh := ks.candidates(hdr.KeyID)
 	if len(keys) == 0 || !fresh {
-		if err := ks.refresh(ctx); err != nil && len(keys) == 0 {
+		err := ks.refresh(ctx)
+		if err != nil && !errors.Is(err, errRefreshLimited) && len(keys) == 0 {
+			// No key to check the token with, and the IdP did not say
+			// there is none: the token is unchecked, not bad.
 			return nil, err
 		}
+		// Otherwise the current keys (or, while the IdP fails, the stale
+		// ones) decide.
 		keys, _ = ks.candidates(hdr.KeyID)
 	}
 	if len(keys) == 0 {
@@ -104,48 +134,70 @@ func (ks *remoteKeys) candidates(kid string) (keys []jose.JSONWebKey, fresh bool
 }
 
 // refresh fetches the JWKS (discovering jwks_uri first if needed), unless
-// an attempt was made less than minInterval ago. The caller waits for the
-// shared fetch or its own ctx, whichever ends first.
+// an attempt was made less than minInterval ago: then it returns
+// errRefreshLimited if that attempt succeeded, or its failure. Every other
+// error wraps ErrUnavailable. The caller waits for the shared fetch or its
+// own ctx, whichever ends first.
 func (ks *remoteKeys) refresh(ctx context.Context) error {
 	ch := ks.flight.DoChan("refresh", func() (any, error) {
 		ks.mu.Lock()
 		now := ks.now()
 		if !ks.attempted.IsZero() && now.Sub(ks.attempted) < ks.minInterval {
+			lastErr := ks.lastErr
 			ks.mu.Unlock()
+			if lastErr != nil {
+				return nil, fmt.Errorf("not retried within %s: %w", ks.minInterval, lastErr)
+			}
 			return nil, errRefreshLimited
 		}
 		ks.attempted = now
-		jwksURL := ks.jwksURL
 		ks.mu.Unlock()
 
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-		defer cancel()
-		if jwksURL == "" {
-			u, err := discoverJWKSURL(fctx, ks.client, ks.issuer)
-			if err != nil {
-				return nil, err
-			}
-			jwksURL = u
-			ks.mu.Lock()
-			ks.jwksURL = u
-			ks.mu.Unlock()
-		}
-		var set jose.JSONWebKeySet
-		if err := getJSON(fctx, ks.client, jwksURL, &set); err != nil {
-			return nil, fmt.Errorf("fetch jwks: %w", err)
+		err := ks.fetch(ctx)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", err, ErrUnavailable)
 		}
 		ks.mu.Lock()
-		ks.keys = set.Keys
-		ks.fetched = ks.now()
+		ks.lastErr = err
 		ks.mu.Unlock()
-		return nil, nil
+		return nil, err
 	})
 	select {
 	case r := <-ch:
 		return r.Err
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("waiting for the issuer's keys: %w: %w", ctx.Err(), ErrUnavailable)
 	}
+}
+
+// fetch discovers jwks_uri if it is not known yet, then fetches the JWKS
+// and caches its keys. It runs detached from ctx's cancellation (see
+// fetchTimeout).
+func (ks *remoteKeys) fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
+	ks.mu.Lock()
+	jwksURL := ks.jwksURL
+	ks.mu.Unlock()
+	if jwksURL == "" {
+		u, err := discoverJWKSURL(ctx, ks.client, ks.issuer)
+		if err != nil {
+			return err
+		}
+		jwksURL = u
+		ks.mu.Lock()
+		ks.jwksURL = u
+		ks.mu.Unlock()
+	}
+	var set jose.JSONWebKeySet
+	if err := getJSON(ctx, ks.client, jwksURL, &set); err != nil {
+		return fmt.Errorf("fetch jwks: %w", err)
+	}
+	ks.mu.Lock()
+	ks.keys = set.Keys
+	ks.fetched = ks.now()
+	ks.mu.Unlock()
+	return nil
 }
 
 // discoverJWKSURL reads issuer's OpenID Connect discovery document and

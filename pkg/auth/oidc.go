@@ -67,7 +67,9 @@ type OIDCIssuer struct {
 	EntraIDs bool `yaml:"entra_ids"`
 	// LabelClaim is the claim shown as the readable part of the session
 	// name, for example "email" or "preferred_username"; optional. It
-	// never identifies the caller on its own.
+	// never identifies the caller on its own. It is used only if the IdP
+	// vouches for it (see verifiedLabel); otherwise the caller's User is
+	// shown, as without LabelClaim.
 	LabelClaim string `yaml:"label_claim"`
 	// TeamClaim, TenantClaim and CostCenterClaim name string claims mapped
 	// to the identity's team, tenant and cost center; each optional.
@@ -203,9 +205,9 @@ func validAlias(s string) bool {
 //
 // Discovery is lazy: nothing is fetched until the first token of an issuer
 // arrives, so an IdP that is down when the gateway starts costs only its
-// own callers (refused with ErrInvalidCredentials) until it is back, and
-// the gateway's other callers are unaffected. Discover fetches eagerly, for
-// a start-up check.
+// own callers (refused with ErrUnavailable) until it is back, and the
+// gateway's other callers are unaffected. Discover fetches eagerly, for a
+// start-up check.
 type OIDCVerifier struct {
 	issuers map[string]*oidcIssuer // by exact Issuer
 	now     func() time.Time
@@ -296,8 +298,19 @@ func (v *OIDCVerifier) Discover(ctx context.Context) error {
 // Verify checks rawToken (a compact JWS) and returns the caller's
 // Identity. The token's unverified "iss" only chooses which configured
 // issuer verifies it; then signature (allow-listed algorithms, keys from
-// that issuer's JWKS), iss, aud, exp and nbf are checked. Every failure
-// wraps ErrInvalidCredentials; error text never contains the token.
+// that issuer's JWKS), iss, aud, exp and nbf are checked.
+//
+// Every failure is a refusal and wraps exactly one of two errors:
+// ErrUnavailable when the signature could not be checked because the keys
+// it needs could not be fetched (the issuer's discovery document or JWKS
+// failed: network error, timeout, non-200 answer, unparseable body; or
+// did so on the last attempt, which the refetch rate limit does not
+// repeat; or ctx ended while waiting for the fetch), and
+// ErrInvalidCredentials for everything else: a malformed or untrusted
+// token, an algorithm not allowed, a signature that does not verify with
+// the keys the IdP published, an unknown kid when the JWKS was fetched
+// successfully, bad iss, aud, exp, nbf or claims. Error text never
+// contains the token.
 func (v *OIDCVerifier) Verify(ctx context.Context, rawToken string) (Identity, error) {
 	if len(rawToken) > maxJWTLen {
 		return Identity{}, fmt.Errorf("oidc: token longer than %d bytes: %w", maxJWTLen, ErrInvalidCredentials)
@@ -313,10 +326,12 @@ func (v *OIDCVerifier) Verify(ctx context.Context, rawToken string) (Identity, e
 	if !ok {
 		return Identity{}, fmt.Errorf("oidc: issuer not trusted: %w", ErrInvalidCredentials)
 	}
-	tok, err := oi.verifier.Verify(ctx, rawToken)
+	var keyErr error // VerifySignature's error, which go-oidc flattens with %v
+	tok, err := oi.verifier.Verify(context.WithValue(ctx, keySetErrKey{}, &keyErr), rawToken)
 	if err != nil {
-		// go-oidc flattens causes with %v; all of them are the token's fault
-		// or an unreachable IdP, and both are refused.
+		if errors.Is(keyErr, ErrUnavailable) {
+			return Identity{}, fmt.Errorf("oidc %s: token not checked: %w", oi.alias, keyErr)
+		}
 		return Identity{}, fmt.Errorf("oidc %s: %v: %w", oi.alias, err, ErrInvalidCredentials)
 	}
 	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(oi.cfg.Audiences, a) }) {
@@ -371,7 +386,8 @@ func (v *OIDCVerifier) checkNotBefore(claims map[string]any) error {
 }
 
 // identity maps verified claims to an Identity. Mapped claims that are
-// present but not strings refuse the token rather than being ignored.
+// present but not strings refuse the token rather than being ignored; a
+// label the IdP does not vouch for is dropped (see verifiedLabel).
 func (oi *oidcIssuer) identity(claims map[string]any) (Identity, error) {
 	id := Identity{Method: MethodOIDC, Issuer: oi.cfg.Issuer}
 	if oi.cfg.EntraIDs {
@@ -396,11 +412,17 @@ func (oi *oidcIssuer) identity(claims map[string]any) (Identity, error) {
 		id.Subject = sub
 	}
 	id.User = oi.alias + ":" + id.Subject
+	if oi.cfg.LabelClaim != "" {
+		label, err := verifiedLabel(claims, oi.cfg.LabelClaim)
+		if err != nil {
+			return Identity{}, err
+		}
+		id.Label = label
+	}
 	for _, m := range []struct {
 		claim string
 		dst   *string
 	}{
-		{oi.cfg.LabelClaim, &id.Label},
 		{oi.cfg.TeamClaim, &id.Team},
 		{oi.cfg.TenantClaim, &id.Tenant},
 		{oi.cfg.CostCenterClaim, &id.CostCenter},
@@ -422,6 +444,40 @@ func (oi *oidcIssuer) identity(claims map[string]any) (Identity, error) {
 		id.Team = team
 	}
 	return id, nil
+}
+
+// verifiableClaims are the OpenID Connect Core 1.0 standard claims
+// (section 5.1) that come with a "<claim>_verified" boolean: without it,
+// the IdP has not said it checked the value, which the user may have
+// typed in.
+var verifiableClaims = []string{"email", "phone_number"}
+
+// verifiedLabel returns the string claim name if the IdP vouches for it,
+// else "" (the identity's User is shown instead). The label is what people
+// read on the bill, so a caller must not choose it: with label_claim email,
+// anyone could otherwise sign up at the IdP with someone else's address.
+//
+// The IdP vouches for a claim when "<claim>_verified" is true, or, for a
+// claim with no verification defined (neither in verifiableClaims nor
+// carrying a "<claim>_verified"), by issuing it at all. True is the JSON
+// boolean or the exact string "true": Cognito sends user attributes and
+// userinfo as strings, Centrify, JumpCloud and Apple have sent string
+// email_verified in ID tokens, and the signed token says what the IdP
+// meant either way. Anything else (false, "false", "True", 1, absent) is
+// not verified.
+func verifiedLabel(claims map[string]any, name string) (string, error) {
+	label, _, err := optionalString(claims, name)
+	if err != nil {
+		return "", err
+	}
+	verified, present := claims[name+"_verified"]
+	if !present && !slices.Contains(verifiableClaims, name) {
+		return label, nil
+	}
+	if verified == true || verified == "true" {
+		return label, nil
+	}
+	return "", nil
 }
 
 func (oi *oidcIssuer) teamFromGroups(claims map[string]any) (string, error) {

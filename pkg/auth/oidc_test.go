@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +44,7 @@ func TestOIDCVerifyValid(t *testing.T) {
 	})
 	claims := idp.Claims("00u1abcd")
 	claims["email"] = "alice@acme.org"
+	claims["email_verified"] = true
 	claims["team"] = "ml"
 	claims["org"] = "acme"
 	claims["cc"] = "cc-1234"
@@ -241,9 +244,8 @@ func TestOIDCIdPDownAtStart(t *testing.T) {
 	}
 	tok := idp.Sign(idp.Claims("a"))
 	for range 5 {
-		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrInvalidCredentials) {
-			t.Errorf("Verify with IdP down = %v, want ErrInvalidCredentials", err)
-		}
+		_, err := v.Verify(t.Context(), tok)
+		checkUnavailable(t, err, tok)
 	}
 	if got := idp.DiscoveryFetches(); got != 1 {
 		t.Errorf("DiscoveryFetches() while down = %d, want 1 (rate limited)", got)
@@ -253,6 +255,181 @@ func TestOIDCIdPDownAtStart(t *testing.T) {
 	if _, err := v.Verify(t.Context(), tok); err != nil {
 		t.Errorf("Verify after IdP recovered = %v, want success", err)
 	}
+}
+
+// checkUnavailable fails unless err refuses the token as unchecked
+// (ErrUnavailable) rather than bad (ErrInvalidCredentials).
+func checkUnavailable(t *testing.T, err error, tok string) {
+	t.Helper()
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidCredentials) {
+		t.Errorf("Verify = %v, want ErrUnavailable and not ErrInvalidCredentials", err)
+	}
+	if err != nil {
+		checkNoToken(t, err, tok)
+	}
+}
+
+// TestOIDCIdPUnavailable: when discovery or the JWKS does not answer
+// usefully, a token is refused as unchecked, not as bad, also on the
+// requests that the refetch rate limit keeps from asking again; when the
+// IdP is back, the token verifies.
+func TestOIDCIdPUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		endpoint fakeidp.Endpoint
+		failure  fakeidp.Failure
+		// clientTimeout, if set, bounds each fetch by the HTTP client.
+		clientTimeout time.Duration
+		// deadline, if set, bounds Verify by its context; the fetch goes
+		// on in the background until the IdP closes.
+		deadline time.Duration
+	}{
+		{"discovery 503", fakeidp.Discovery, fakeidp.Unavailable, 0, 0},
+		{"discovery 500", fakeidp.Discovery, fakeidp.ServerError, 0, 0},
+		{"discovery not json", fakeidp.Discovery, fakeidp.Malformed, 0, 0},
+		{"discovery hangs past client timeout", fakeidp.Discovery, fakeidp.Hang, 50 * time.Millisecond, 0},
+		{"jwks 500", fakeidp.JWKS, fakeidp.ServerError, 0, 0},
+		{"jwks 503", fakeidp.JWKS, fakeidp.Unavailable, 0, 0},
+		{"jwks not json", fakeidp.JWKS, fakeidp.Malformed, 0, 0},
+		{"jwks hangs past client timeout", fakeidp.JWKS, fakeidp.Hang, 50 * time.Millisecond, 0},
+		{"jwks hangs past request deadline", fakeidp.JWKS, fakeidp.Hang, 0, 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
+			client := idp.Client()
+			client.Timeout = tc.clientTimeout
+			is := OIDCIssuer{Issuer: idp.Issuer(), Audiences: []string{idp.Audience()}}
+			v, err := NewOIDCVerifier(t.Context(), OIDCConfig{Issuers: []OIDCIssuer{is}, HTTPClient: client, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			idp.SetFailure(tc.endpoint, tc.failure)
+			ctx := t.Context()
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+			}
+			tok := idp.Sign(idp.Claims("alice"))
+			id, err := v.Verify(ctx, tok)
+			if err == nil {
+				t.Fatalf("Verify with %s %v = %+v, want an error", tc.endpoint, tc.failure, id)
+			}
+			checkUnavailable(t, err, tok)
+			if tc.deadline > 0 {
+				return // the fetch still hangs; nothing more to learn
+			}
+			// Within the refresh interval the IdP is not asked again, and
+			// the token is still not called bad.
+			fetches := idp.DiscoveryFetches() + idp.JWKSFetches()
+			_, err = v.Verify(t.Context(), tok)
+			checkUnavailable(t, err, tok)
+			if got := idp.DiscoveryFetches() + idp.JWKSFetches(); got != fetches {
+				t.Errorf("fetches within the refresh interval = %d, want %d", got, fetches)
+			}
+			// A forged token is still refused while the IdP is down.
+			if _, err := v.Verify(t.Context(), idp.Forge(fakeidp.AlgNone, idp.Claims("alice"))); !errors.Is(err, ErrInvalidCredentials) {
+				t.Errorf("Verify(alg none) with IdP down = %v, want ErrInvalidCredentials", err)
+			}
+
+			idp.SetFailure(tc.endpoint, fakeidp.Healthy)
+			clk.Advance(DefaultJWKSRefreshInterval)
+			if _, err := v.Verify(t.Context(), tok); err != nil {
+				t.Errorf("Verify after IdP recovered = %v, want success", err)
+			}
+			forged := idp.Forge(fakeidp.ForgedSignature, idp.Claims("alice"))
+			if _, err := v.Verify(t.Context(), forged); !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) {
+				t.Errorf("Verify(forged signature) with IdP up = %v, want ErrInvalidCredentials only", err)
+			}
+		})
+	}
+}
+
+// TestOIDCIdPUnreachable: a connection refused at discovery is
+// ErrUnavailable.
+func TestOIDCIdPUnreachable(t *testing.T) {
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, dead)
+		},
+	}}
+	t.Cleanup(client.CloseIdleConnections)
+	v, err := NewOIDCVerifier(t.Context(), OIDCConfig{
+		Issuers:    []OIDCIssuer{{Issuer: idp.Issuer(), Audiences: []string{idp.Audience()}}},
+		HTTPClient: client, Now: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := idp.Sign(idp.Claims("alice"))
+	_, err = v.Verify(t.Context(), tok)
+	checkUnavailable(t, err, tok)
+	if err := v.Discover(t.Context()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Discover within the interval after a failure = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestOIDCUnknownKIDWhileJWKSDown: once keys were fetched, an unknown kid
+// is a bad token while the last fetch succeeded (the refetch rate limit
+// holds), but an unchecked one while the JWKS cannot be fetched: it may be
+// a key the IdP rotated in meanwhile. Known kids keep verifying with the
+// cached keys.
+func TestOIDCUnknownKIDWhileJWKSDown(t *testing.T) {
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
+	v := newVerifier(t, idp, clk, nil)
+	claims := idp.Claims("alice")
+	good := idp.Sign(claims)
+	if _, err := v.Verify(t.Context(), good); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	invalid := func(what, tok string) {
+		t.Helper()
+		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("Verify(%s) = %v, want ErrInvalidCredentials only", what, err)
+		}
+	}
+	valid := func(what, tok string) {
+		t.Helper()
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Errorf("Verify(%s) = %v, want success", what, err)
+		}
+	}
+
+	invalid("unknown kid, keys just fetched", idp.Forge(fakeidp.UnknownKID, claims))
+	idp.SetFailure(fakeidp.JWKS, fakeidp.ServerError)
+	clk.Advance(DefaultJWKSRefreshInterval)
+	valid("known kid, jwks down", good)
+	invalid("forged signature under a known kid, jwks down", idp.Forge(fakeidp.ForgedSignature, claims))
+	fetches := idp.JWKSFetches()
+	unknown := idp.Forge(fakeidp.UnknownKID, claims)
+	_, err := v.Verify(t.Context(), unknown)
+	checkUnavailable(t, err, unknown)
+	_, err = v.Verify(t.Context(), unknown) // rate limited, last fetch failed
+	checkUnavailable(t, err, unknown)
+	if got := idp.JWKSFetches(); got != fetches+1 {
+		t.Errorf("JWKSFetches() = %d, want %d", got, fetches+1)
+	}
+
+	// A rotation during the outage: the new kid cannot be checked yet.
+	idp.Rotate()
+	rotated := idp.Sign(claims)
+	_, err = v.Verify(t.Context(), rotated)
+	checkUnavailable(t, err, rotated)
+	idp.SetFailure(fakeidp.JWKS, fakeidp.Healthy)
+	clk.Advance(DefaultJWKSRefreshInterval)
+	valid("rotated kid after recovery", rotated)
+	invalid("unknown kid after recovery", unknown)
 }
 
 func TestOIDCTwoIssuers(t *testing.T) {
@@ -357,9 +534,22 @@ func TestOIDCClaimMapping(t *testing.T) {
 		{"sub only", nil, base, Identity{User: "127.0.0.1:u1"}, false},
 		{"custom user claim", func(is *OIDCIssuer) { is.UserClaim = "uid" }, with(base, "uid", "e-42"), Identity{User: "127.0.0.1:e-42"}, false},
 		{"custom user claim missing", func(is *OIDCIssuer) { is.UserClaim = "uid" }, base, Identity{}, true},
-		{"email is only a label", func(is *OIDCIssuer) { is.LabelClaim = "email" }, with(base, "email", "a@b.c"), Identity{User: "127.0.0.1:u1", Label: "a@b.c"}, false},
-		{"label absent", func(is *OIDCIssuer) { is.LabelClaim = "email" }, base, Identity{User: "127.0.0.1:u1"}, false},
-		{"label not a string", func(is *OIDCIssuer) { is.LabelClaim = "email" }, with(base, "email", []string{"a@b.c"}), Identity{}, true},
+		{"email is only a label", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", true), Identity{User: "127.0.0.1:u1", Label: "a@b.c"}, false},
+		{"email verified as a string", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", "true"), Identity{User: "127.0.0.1:u1", Label: "a@b.c"}, false},
+		{"email not verified", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", false), Identity{User: "127.0.0.1:u1"}, false},
+		{"email verification absent", labelClaim("email"), with(base, "email", "a@b.c"), Identity{User: "127.0.0.1:u1"}, false},
+		{"email verified string false", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", "false"), Identity{User: "127.0.0.1:u1"}, false},
+		{"email verified other spelling", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", "True"), Identity{User: "127.0.0.1:u1"}, false},
+		{"email verified number", labelClaim("email"), with(base, "email", "a@b.c", "email_verified", 1), Identity{User: "127.0.0.1:u1"}, false},
+		{"someone else's unverified email", labelClaim("email"), with(base, "sub", "attacker-77", "email", "alice@acme.org", "email_verified", false), Identity{User: "127.0.0.1:attacker-77"}, false},
+		{"phone verified", labelClaim("phone_number"), with(base, "phone_number", "+1 555 0100", "phone_number_verified", true), Identity{User: "127.0.0.1:u1", Label: "+1 555 0100"}, false},
+		{"phone not verified", labelClaim("phone_number"), with(base, "phone_number", "+1 555 0100"), Identity{User: "127.0.0.1:u1"}, false},
+		{"claim without verification", labelClaim("preferred_username"), with(base, "preferred_username", "alice"), Identity{User: "127.0.0.1:u1", Label: "alice"}, false},
+		{"custom claim marked unverified", labelClaim("work_email"), with(base, "work_email", "a@b.c", "work_email_verified", false), Identity{User: "127.0.0.1:u1"}, false},
+		{"custom claim marked verified", labelClaim("work_email"), with(base, "work_email", "a@b.c", "work_email_verified", true), Identity{User: "127.0.0.1:u1", Label: "a@b.c"}, false},
+		{"label absent", labelClaim("email"), base, Identity{User: "127.0.0.1:u1"}, false},
+		{"label not a string", labelClaim("email"), with(base, "email", []string{"a@b.c"}), Identity{}, true},
+		{"verified label not a string", labelClaim("email"), with(base, "email", []string{"a@b.c"}, "email_verified", true), Identity{}, true},
 		{"team claim", func(is *OIDCIssuer) { is.TeamClaim = "dept" }, with(base, "dept", "ml"), Identity{User: "127.0.0.1:u1", Team: "ml"}, false},
 		{"team claim number", func(is *OIDCIssuer) { is.TeamClaim = "dept" }, with(base, "dept", 5), Identity{}, true},
 		{"tenant claim object", func(is *OIDCIssuer) { is.TenantClaim = "org" }, with(base, "org", map[string]any{"id": "x"}), Identity{}, true},
@@ -393,6 +583,10 @@ func TestOIDCClaimMapping(t *testing.T) {
 			}
 		})
 	}
+}
+
+func labelClaim(name string) func(*OIDCIssuer) {
+	return func(is *OIDCIssuer) { is.LabelClaim = name }
 }
 
 func TestOIDCConfigValidate(t *testing.T) {
@@ -528,6 +722,9 @@ func FuzzOIDCClaims(f *testing.F) {
 		`"sub":7}`,
 		`"sub":"a","nbf":1e999}`,
 		`"sub":"a","email":null}`,
+		`"sub":"a","email":"a@b","email_verified":true}`,
+		`"sub":"a","email":"a@b","email_verified":"true"}`,
+		`"sub":"a","email":"a@b","email_verified":{"x":1}}`,
 		`"sub":"a","_claim_names":{"groups":"s"}}`,
 		`"sub":"a","sub":""}`,
 		`"sub":"","SUB":"a"}`,
