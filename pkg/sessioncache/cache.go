@@ -15,9 +15,12 @@
 // admission budget that keeps the process under the account's STS quota,
 // with active users ahead of new ones; STS throttling lowers the budget for
 // a while, and refusals (AccessDenied, ValidationError) are remembered
-// briefly so that a broken mapping cannot hammer STS. While STS is
-// unreachable, cached credentials keep serving until a minute before they
-// expire.
+// briefly so that a broken mapping cannot hammer STS. Failures (throttling,
+// timeouts, 5xx) are remembered too, for a back-off that grows while they
+// last, and when fills fail for session after session a breaker lets only
+// one probe at a time reach STS until it answers again; every such refusal
+// says when to retry. While STS is unreachable, cached credentials keep
+// serving until a minute before they expire.
 //
 // Get never returns credentials other than the ones STS issued for exactly
 // the requested spec: on any failure it returns an error, never the gateway's
@@ -96,9 +99,13 @@ const refreshRetry = 30 * time.Second
 // soonest-expiry metric.
 const activeWindow = 15 * time.Minute
 
-// maxAttempts bounds AssumeRole attempts per session fill (throttled or
-// unreachable STS), within STSTimeout.
-const maxAttempts = 4
+// maxAttempts bounds AssumeRole attempts per session fill: the first and,
+// if STS throttled or failed, one retry after a jittered backoff, for a
+// blip. No more: a request waiting on STS should fail fast and its client
+// come back after the Retry-After it is given (the failure back-off keeps
+// the session from calling STS again before then); retrying harder inside
+// the gateway only multiplies the load on an STS that is already failing.
+const maxAttempts = 2
 
 // minSessionDuration is the smallest DurationSeconds STS accepts (900 s,
 // AssumeRole API reference). An ExpiryMargin at or above it would make every
@@ -169,6 +176,7 @@ type Cache struct {
 	negative *lru.Cache[string, refusal]
 	flights  singleflight.Group
 	adm      *admission
+	br       *breaker
 	m        *metrics
 
 	// root ends background work at Close.
@@ -199,10 +207,16 @@ type entry struct {
 // fresh reports whether e may be handed out at now.
 func (e *entry) fresh(now time.Time) bool { return now.Before(e.staleAt) }
 
-// refusal is a remembered STS refusal for one spec.
+// refusal is a remembered STS answer for one spec that a new call before
+// until would only repeat: a refusal (AccessDenied, ...), answered as it
+// was, or a transient failure (ErrThrottled, ErrUnavailable), answered
+// with a retry hint.
 type refusal struct {
 	err   error
 	until time.Time
+	// failures counts consecutive transient failures (0 for a refusal);
+	// the back-off grows with it (backoffAfter).
+	failures int
 }
 
 // maxRate is the highest Rate accepted: STS allows 600 requests per second
@@ -288,6 +302,13 @@ func New(cfg Config) (*Cache, error) {
 	c.m = newMetrics(l.Len, c.minRemaining)
 	c.adm.throttleFn = c.m.admissionRate.Set
 	c.m.admissionRate.Set(c.adm.allRate)
+	c.br = &breaker{setOpen: func(open bool) {
+		if open {
+			c.m.breakerOpen.Set(1)
+		} else {
+			c.m.breakerOpen.Set(0)
+		}
+	}}
 	if cfg.Registerer != nil {
 		if err := c.m.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("sessioncache: %w", err)
@@ -306,8 +327,12 @@ func New(cfg Config) (*Cache, error) {
 //
 // Failures wrap exactly one of ErrAccessDenied, ErrInvalidSession,
 // ErrThrottled, ErrUnavailable or ErrOverloaded, or else the caller's
-// context error. Error texts name the session and may quote STS (role
-// ARNs); they never contain credentials.
+// context error; RetryAfter gives a hint for every ErrThrottled,
+// ErrUnavailable and ErrOverloaded. After an STS failure, Get answers for
+// the spec from memory, without calling STS, until the failure back-off
+// passes; while the breaker is open, a spec with no usable session fails
+// at once unless its fill is the probe. Error texts name the session and
+// may quote STS (role ARNs); they never contain credentials.
 func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credentials, error) {
 	key := specKey(spec)
 	now := c.now()
@@ -323,9 +348,19 @@ func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credenti
 	}
 	c.m.misses.Inc()
 
-	if r, ok := c.negative.Get(key); ok && now.Before(r.until) {
-		c.m.suppressed.Inc()
-		return aws.Credentials{}, r.err
+	// A cached but stale session belongs to an active user: renew it with
+	// priority, and keep serving it while STS cannot be reached.
+	var stale *entry
+	cls := classNew
+	if cached && now.Before(e.lastResortAt) {
+		stale, cls = e, classActive
+	}
+	if err := c.remembered(key, now); err != nil {
+		if stale != nil && transient(err) {
+			c.m.staleServed.Inc()
+			return stale.creds, nil
+		}
+		return aws.Credentials{}, err
 	}
 	if err := checkSpec(spec); err != nil {
 		return aws.Credentials{}, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrInvalidSession, err)
@@ -335,13 +370,6 @@ func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credenti
 		return aws.Credentials{}, fmt.Errorf("assume role for session %q: %w", spec.SessionName, err)
 	}
 
-	// A cached but stale session belongs to an active user: renew it with
-	// priority, and keep serving it if STS cannot be reached.
-	var stale *entry
-	cls := classNew
-	if cached && now.Before(e.lastResortAt) {
-		stale, cls = e, classActive
-	}
 	ch := c.flights.DoChan(key, func() (any, error) {
 		return c.fill(ctx, key, spec, cls, func(e *entry, now time.Time) bool { return e.fresh(now) })
 	})
@@ -411,26 +439,85 @@ func (c *Cache) Close() {
 // replaced or evicted.
 func (c *Cache) Len() int { return c.lru.Len() }
 
-// fill runs inside the flight for key: it re-checks the cache (another flight
-// may have filled it since), then calls STS and stores the result. A refusal
-// STS will repeat (AccessDenied, ValidationError) is remembered for
-// NegativeTTL.
+// fill runs inside the flight for key: it re-checks the cache and the
+// remembered answers (another flight may have ended since), asks the
+// breaker, then calls STS and stores the result. A refusal STS will repeat
+// (AccessDenied, ValidationError) is remembered for NegativeTTL; a
+// transient failure for its back-off. Both kinds of answer tell the
+// breaker whether STS is answering.
 func (c *Cache) fill(ctx context.Context, key string, spec tenancy.SessionSpec, cls class, done func(*entry, time.Time) bool) (*entry, error) {
-	if e, ok := c.lru.Peek(key); ok && done(e, c.now()) {
+	now := c.now()
+	if e, ok := c.lru.Peek(key); ok && done(e, now) {
 		return e, nil
 	}
-	e, err := c.assumeRole(ctx, spec, cls)
-	if err != nil {
-		if errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrInvalidSession) {
-			c.negative.Add(key, refusal{err: err, until: c.now().Add(c.negativeTTL)})
-		}
+	if err := c.remembered(key, now); err != nil {
 		return nil, err
 	}
-	if c.lru.Add(key, e) {
-		c.m.evictions.Inc()
+	ok, probe, wait := c.br.admit(now)
+	if !ok {
+		c.m.breakerSkips.Inc()
+		return nil, withRetryAfter(fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrUnavailable, errBreakerOpen), wait)
 	}
-	c.negative.Remove(key)
-	return e, nil
+	attempts := maxAttempts
+	if probe {
+		attempts = 1 // a probe is one AssumeRole
+	}
+	e, err := c.assumeRole(ctx, spec, cls, attempts)
+	now = c.now()
+	switch {
+	case err == nil:
+		c.br.done(now, probe, stsAnswered)
+		if c.lru.Add(key, e) {
+			c.m.evictions.Inc()
+		}
+		c.negative.Remove(key)
+		return e, nil
+	case errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrInvalidSession):
+		c.br.done(now, probe, stsAnswered)
+		c.negative.Add(key, refusal{err: err, until: now.Add(c.negativeTTL)})
+		return nil, err
+	case errors.Is(err, ErrOverloaded) || c.root.Err() != nil:
+		// STS was not asked (admission), or not heard out (Close): there
+		// is nothing to remember about it.
+		c.br.done(now, probe, stsNotCalled)
+		if !errors.Is(err, ErrOverloaded) { // it carries its own hint
+			err = withRetryAfter(err, time.Second)
+		}
+		return nil, err
+	default: // ErrThrottled or ErrUnavailable from STS
+		c.br.done(now, probe, stsFailed)
+		return nil, withRetryAfter(err, c.backOff(key, err, now))
+	}
+}
+
+// remembered returns the remembered answer for key at now, or nil: a
+// refusal as STS gave it, or a transient failure with the rest of its
+// back-off as the retry hint. It counts the AssumeRole call this saves.
+func (c *Cache) remembered(key string, now time.Time) error {
+	r, ok := c.negative.Get(key)
+	if !ok || !now.Before(r.until) {
+		return nil
+	}
+	if r.failures == 0 {
+		c.m.suppressed.Inc()
+		return r.err
+	}
+	c.m.backedOff.Inc()
+	return withRetryAfter(r.err, r.until.Sub(now))
+}
+
+// backOff remembers a transient STS failure for key, through the same
+// memory as refusals, and returns how long it is answered from there: the
+// back-off grows with consecutive failures, which count as consecutive
+// while each comes within maxFailureBackoff of the last back-off's end.
+func (c *Cache) backOff(key string, err error, now time.Time) time.Duration {
+	n := 1
+	if prev, ok := c.negative.Peek(key); ok && prev.failures > 0 && now.Before(prev.until.Add(maxFailureBackoff)) {
+		n = prev.failures + 1
+	}
+	d := backoffAfter(n)
+	c.negative.Add(key, refusal{err: err, until: now.Add(d), failures: n})
+	return d
 }
 
 // minRemaining is the time left on the soonest-expiring credentials of the
@@ -458,23 +545,28 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// assumeRole gets one session from STS for spec: each attempt passes
-// admission; Throttling lowers the admission rate and, like an unreachable
-// STS, is retried with jittered backoff within STSTimeout. The SDK's own
-// retries are off so that every attempt is counted by admission. The call
-// is detached from the caller's cancellation but not from Close.
-func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls class) (*entry, error) {
+// assumeRole gets one session from STS for spec in at most attempts
+// AssumeRole calls: each attempt passes admission; Throttling lowers the
+// admission rate and, like an unreachable STS, is retried with jittered
+// backoff within STSTimeout. The SDK's own retries are off so that every
+// attempt is counted by admission. The call is detached from the caller's
+// cancellation but not from Close.
+func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls class, attempts int) (*entry, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.stsTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.root, cancel)
 	defer stop()
 
 	in := assumeRoleInput(spec)
+	var stsErr error // the previous attempt's failure
 	for attempt := 0; ; attempt++ {
 		waitStart := c.now()
 		if err := c.adm.wait(ctx, cls); err != nil {
 			c.m.admissionWait.WithLabelValues(cls.String()).Observe(c.now().Sub(waitStart).Seconds())
 			c.m.rejections.WithLabelValues(cls.String()).Inc()
+			if stsErr != nil {
+				return nil, stsErr // the retry was not admitted: STS's failure is the news
+			}
 			if !errors.Is(err, ErrOverloaded) {
 				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
@@ -500,11 +592,12 @@ func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls cl
 			c.adm.throttled()
 		}
 		err = fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, sentinel, err)
-		if (sentinel != ErrThrottled && sentinel != ErrUnavailable) || attempt+1 >= maxAttempts || ctx.Err() != nil {
+		if (sentinel != ErrThrottled && sentinel != ErrUnavailable) || attempt+1 >= attempts || ctx.Err() != nil {
 			return nil, err
 		}
-		// Full jitter on 100ms, 200ms, 400ms: replicas that were throttled
-		// together do not come back together.
+		stsErr = err
+		// Full jitter on 100ms, doubling per attempt: replicas that were
+		// throttled together do not come back together.
 		backoff := time.Duration(c.rand() * float64(100*time.Millisecond<<attempt))
 		if dl, ok := ctx.Deadline(); ok && c.now().Add(backoff).After(dl) {
 			return nil, err

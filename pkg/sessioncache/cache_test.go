@@ -275,6 +275,9 @@ func TestGetSTSTimeout(t *testing.T) {
 		if got := time.Since(start); got != 7*time.Second {
 			t.Errorf("Get() returned after %v, want 7s (STSTimeout)", got)
 		}
+		if d, ok := RetryAfter(err); !ok || d < time.Second {
+			t.Errorf("RetryAfter(Get() error) = %v, %v, want a hint of at least 1s", d, ok)
+		}
 	})
 }
 
@@ -456,11 +459,16 @@ func TestGetErrorClassification(t *testing.T) {
 				if err != nil && !strings.Contains(err.Error(), `"alice"`) {
 					t.Errorf("Get() error = %q, want it to name the session", err)
 				}
-				// Throttling and unreachable STS are retried with backoff;
-				// refusals are not.
+				// Throttling and unreachable STS are retried once with
+				// backoff (maxAttempts is now 2, it was 4), and the
+				// refusal says when to come back; refusals are not
+				// retried and carry no hint.
 				wantCalls := 1
 				if tt.want == ErrThrottled || tt.want == ErrUnavailable {
 					wantCalls = maxAttempts
+				}
+				if d, ok := RetryAfter(err); ok != (wantCalls > 1) || ok && d != failureBackoff {
+					t.Errorf("RetryAfter(Get() error %q) = %v, %v, want a hint of %v for ErrThrottled and ErrUnavailable only", err, d, ok, failureBackoff)
 				}
 				if got := f.Calls(); got != wantCalls {
 					t.Errorf("STS calls = %d, want %d", got, wantCalls)
@@ -577,6 +585,9 @@ func TestGetRefusesBadResponse(t *testing.T) {
 			got, err := c.Get(t.Context(), testSpec("alice"))
 			if !errors.Is(err, ErrUnavailable) {
 				t.Errorf("Get() error = %v, want ErrUnavailable", err)
+			}
+			if d, ok := RetryAfter(err); !ok || d < time.Second {
+				t.Errorf("RetryAfter(Get() error) = %v, %v, want a hint of at least 1s", d, ok)
 			}
 			if got != (aws.Credentials{}) {
 				t.Errorf("Get() credentials = %+v, want zero value", got)
@@ -789,11 +800,15 @@ func BenchmarkSessionMemory(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		c := mustNew(b, Config{STS: f, Size: sessions, Rate: 1e9})
+		// The clock moves 2ms a fill, within the 600/s budget, so no fill
+		// waits for admission.
+		clk := fakeclock.New()
+		c := mustNew(b, Config{STS: f, Size: sessions, Rate: 600, NewSessionShare: 1, Now: clk.Now})
 		for _, spec := range specs {
 			if _, err := c.Get(context.Background(), spec); err != nil {
 				b.Fatal(err)
 			}
+			clk.Advance(2 * time.Millisecond)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

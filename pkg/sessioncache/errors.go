@@ -2,6 +2,7 @@ package sessioncache
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -19,10 +20,15 @@ var (
 	// local check or by STS (ValidationError, MalformedPolicyDocument,
 	// PackedPolicyTooLarge). Retrying the same spec will not help.
 	ErrInvalidSession = errors.New("invalid session")
-	// ErrThrottled: STS throttled the call even after SDK retries.
+	// ErrThrottled: STS throttled the call, and the cache's retry, or did
+	// so moments ago for this session (the failure back-off). RetryAfter
+	// gives the hint.
 	ErrThrottled = errors.New("sts throttled")
 	// ErrUnavailable: no usable answer from STS (timeout, network error,
-	// 5xx, an incomplete response, or any error not classified above).
+	// 5xx, an incomplete response, or any error not classified above),
+	// now or moments ago for this session, or STS was not called because
+	// it is failing for many sessions (the breaker). RetryAfter gives the
+	// hint.
 	ErrUnavailable = errors.New("sts unavailable")
 )
 
@@ -39,6 +45,29 @@ func RetryAfter(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// retryError is an ErrThrottled or ErrUnavailable failure from Get with a
+// hint of when STS may be called again for the session: the rest of its
+// failure back-off, or the breaker's next probe. errors.Is still finds the
+// sentinel through Unwrap.
+type retryError struct {
+	err   error
+	after time.Duration // whole seconds, at least one
+}
+
+// withRetryAfter wraps err with a hint of d, rounded up to whole seconds
+// (Retry-After's unit, RFC 9110 section 10.2.3) and at least 1s, so that a
+// client that waits the hint never comes back early.
+func withRetryAfter(err error, d time.Duration) error {
+	return &retryError{err: err, after: max(time.Second, (d + time.Second - 1).Truncate(time.Second))}
+}
+
+func (e *retryError) Error() string { return fmt.Sprintf("%v; retry after %v", e.err, e.after) }
+
+func (e *retryError) Unwrap() error { return e.err }
+
+// RetryAfterHint is for RetryAfter.
+func (e *retryError) RetryAfterHint() time.Duration { return e.after }
 
 // Bounded values of the outcome label of sts_assume_role_total.
 const (

@@ -18,7 +18,11 @@ type metrics struct {
 	entries   prometheus.GaugeFunc
 	requests  *prometheus.CounterVec // result
 
-	suppressed    prometheus.Counter
+	skipped       *prometheus.CounterVec // reason
+	suppressed    prometheus.Counter     // skipped{reason="refused"}
+	backedOff     prometheus.Counter     // skipped{reason="backoff"}
+	breakerSkips  prometheus.Counter     // skipped{reason="breaker"}
+	breakerOpen   prometheus.Gauge
 	staleServed   prometheus.Counter
 	refreshes     *prometheus.CounterVec   // outcome: success, error
 	admissionWait *prometheus.HistogramVec // class
@@ -50,9 +54,13 @@ func newMetrics(entries func() int, minRemaining func() float64) *metrics {
 			Name: "bedrock_gateway_session_cache_entries",
 			Help: "Sessions currently cached.",
 		}, func() float64 { return float64(entries()) }),
-		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bedrock_gateway_sts_assume_role_suppressed_total",
-			Help: "AssumeRole calls not made because STS refused the same session moments ago (AccessDenied, ValidationError).",
+			Help: "AssumeRole calls not made, by reason: refused (STS refused the same session moments ago), backoff (STS failed for the same session moments ago), breaker (STS is failing for many sessions).",
+		}, []string{"reason"}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bedrock_gateway_sts_breaker_open",
+			Help: "1 while STS failures across sessions keep new AssumeRole calls to one probe at a time, else 0.",
 		}),
 		staleServed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bedrock_gateway_session_stale_served_total",
@@ -82,6 +90,9 @@ func newMetrics(entries func() int, minRemaining func() float64) *metrics {
 	}
 	m.hits = m.requests.WithLabelValues("hit")
 	m.misses = m.requests.WithLabelValues("miss")
+	m.suppressed = m.skipped.WithLabelValues(reasonRefused)
+	m.backedOff = m.skipped.WithLabelValues(reasonBackoff)
+	m.breakerSkips = m.skipped.WithLabelValues(reasonBreaker)
 	for _, o := range outcomes {
 		m.calls.WithLabelValues(o) // export every outcome from zero
 	}
@@ -94,11 +105,18 @@ func newMetrics(entries func() int, minRemaining func() float64) *metrics {
 	return m
 }
 
+// Bounded values of the reason label of sts_assume_role_suppressed_total.
+const (
+	reasonRefused = "refused"
+	reasonBackoff = "backoff"
+	reasonBreaker = "breaker"
+)
+
 // register registers every metric on r, or none: on failure it unregisters
 // the ones it already registered.
 func (m *metrics) register(r prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.calls, m.latency, m.requests, m.evictions, m.entries,
-		m.suppressed, m.staleServed, m.refreshes, m.admissionWait, m.rejections, m.admissionRate, m.minRemaining}
+		m.skipped, m.breakerOpen, m.staleServed, m.refreshes, m.admissionWait, m.rejections, m.admissionRate, m.minRemaining}
 	for i, c := range cs {
 		if err := r.Register(c); err != nil {
 			for _, done := range cs[:i] {

@@ -276,8 +276,10 @@ func TestWireShortSessions(t *testing.T) {
 	})
 }
 
-// TestWireSTSThrottling: STS answers Throttling; the cache backs off,
-// halves its budget, and gets the session on a later attempt.
+// TestWireSTSThrottling: STS answers Throttling twice; the cache retries
+// once (maxAttempts is 2: it used to retry until a third attempt
+// succeeded), halves its budget, and refuses with a retry hint; STS is not
+// called again until the hint has passed, and then the session is issued.
 func TestWireSTSThrottling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWire(t, fakeaws.Options{}, Config{Rate: 100})
@@ -292,9 +294,19 @@ func TestWireSTSThrottling(t *testing.T) {
 			}
 			return nil
 		})
+		_, err := w.cache.Get(t.Context(), wireSpec("alice@acme.org"))
+		hint, ok := RetryAfter(err)
+		if !errors.Is(err, ErrThrottled) || !ok || hint != failureBackoff {
+			t.Fatalf("Get = %v (retry after %v, %v), want ErrThrottled, retry after %v", err, hint, ok, failureBackoff)
+		}
+		time.Sleep(hint - time.Nanosecond)
+		if _, err := w.cache.Get(t.Context(), wireSpec("alice@acme.org")); !errors.Is(err, ErrThrottled) {
+			t.Fatalf("Get before the hint = %v, want the remembered ErrThrottled", err)
+		}
+		time.Sleep(time.Nanosecond)
 		creds, err := w.cache.Get(t.Context(), wireSpec("alice@acme.org"))
 		if err != nil || !creds.HasKeys() {
-			t.Fatalf("Get = %v, want credentials after backoff", err)
+			t.Fatalf("Get after the hint = %v, want credentials", err)
 		}
 		if got := testutil.ToFloat64(w.cache.m.calls.WithLabelValues(outcomeThrottled)); got != 2 {
 			t.Errorf("throttled calls = %v, want 2", got)
@@ -369,6 +381,39 @@ func TestWireSTSOutage(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(w.cache.m.calls.WithLabelValues(outcomeError)); got == 0 {
 			t.Error("error outcome metric did not move")
+		}
+	})
+}
+
+// TestWireSTSOutageRetryHints reproduces the measured outage through the
+// real SDK: five sequential requests by one new user while STS answers
+// 500 made 20 AssumeRole calls (4 attempts each) and carried no retry
+// hint. Now the first request makes 2 attempts, the next four are
+// answered from memory, and every refusal says when to retry.
+func TestWireSTSOutageRetryHints(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire(t, fakeaws.Options{}, Config{})
+		var mu sync.Mutex
+		attempts := 0
+		w.fake.FailAssumeRole(func(context.Context, fakeaws.AssumeRoleCall) *fakeaws.Fault {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			return &fakeaws.Fault{Code: "InternalFailure", Status: 500, Message: "outage"}
+		})
+		errs := make([]error, 5)
+		for i := range errs {
+			_, errs[i] = w.cache.Get(t.Context(), wireSpec("bob@acme.org"))
+		}
+		mu.Lock()
+		if attempts != maxAttempts {
+			t.Errorf("AssumeRole attempts for 5 requests = %d, want %d", attempts, maxAttempts)
+		}
+		mu.Unlock()
+		for i, err := range errs {
+			if d, ok := RetryAfter(err); !errors.Is(err, ErrUnavailable) || !ok || d < time.Second {
+				t.Errorf("request %d: err = %v, RetryAfter = %v, %v; want ErrUnavailable with a hint", i, err, d, ok)
+			}
 		}
 	})
 }
