@@ -97,6 +97,7 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	cfg.AWS = gateway.AWSConfig{Region: devRegion, STSEndpoint: fakeURL, BedrockRuntimeEndpoint: fakeURL}
 	cfg.Session.RoleARN, cfg.Auth.APIKeysFile = devInvokeRole, keysFile
 	cfg.Usage.Ledger, cfg.Log.Format = filepath.Join(dir, "usage.jsonl"), "text"
+	cfg.Async.OwnershipFile = filepath.Join(dir, "async-owners.jsonl")
 	root := fake.RootCredentials(devGatewayRole)
 	g, err := gateway.New(ctx, &cfg, gateway.Options{Credentials: credentials.StaticCredentialsProvider{Value: root},
 		Logger: logger, Stdout: p.stdout, Version: version})

@@ -53,6 +53,9 @@ type env struct {
 	dir        string            // config directory
 	cfgFile    string            // the config file
 	stop       func()            // stops the gateway and waits for it; idempotent
+	// restart stops the gateway and starts it again on the same config,
+	// files and fake AWS; baseURL and adminURL change.
+	restart func()
 
 	// release, if set, is closed by a test to let the fake send stream
 	// event 1 (see startEnv's BeforeEvent hook).
@@ -198,40 +201,48 @@ usage:
 	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "") // sdk sets it while building a client
 
 	e.logs = &syncBuffer{}
-	addrs := make(chan [2]string, 2)
-	proc := process{getenv: getenv, stdout: io.Discard, stderr: e.logs,
-		awsCredentials: credentials.StaticCredentialsProvider{Value: e.fake.RootCredentials(testGatewayRole)},
-		listening:      func(name string, addr net.Addr) { addrs <- [2]string{name, addr.String()} }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, proc) }()
-	var once sync.Once
-	e.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run returned %v", err)
-			}
-		})
-	}
-	t.Cleanup(e.stop)
-	for e.baseURL == "" || e.adminURL == "" {
-		select {
-		case a := <-addrs:
-			switch {
-			case a[0] == "admin":
-				e.adminURL = "http://" + a[1]
-			case extra.plain:
-				e.baseURL = "http://" + a[1]
-			default:
-				e.baseURL = "https://" + a[1]
-			}
-		case err := <-done:
-			once.Do(func() {})
-			t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("gateway did not start; logs:\n%s", e.logs)
+	launch := func() {
+		addrs := make(chan [2]string, 2)
+		proc := process{getenv: getenv, stdout: io.Discard, stderr: e.logs,
+			awsCredentials: credentials.StaticCredentialsProvider{Value: e.fake.RootCredentials(testGatewayRole)},
+			listening:      func(name string, addr net.Addr) { addrs <- [2]string{name, addr.String()} }}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, []string{"serve", "-config", cfgFile}, proc) }()
+		var once sync.Once
+		e.stop = func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run returned %v", err)
+				}
+			})
 		}
+		e.baseURL, e.adminURL = "", ""
+		for e.baseURL == "" || e.adminURL == "" {
+			select {
+			case a := <-addrs:
+				switch {
+				case a[0] == "admin":
+					e.adminURL = "http://" + a[1]
+				case extra.plain:
+					e.baseURL = "http://" + a[1]
+				default:
+					e.baseURL = "https://" + a[1]
+				}
+			case err := <-done:
+				once.Do(func() {})
+				t.Fatalf("gateway exited early: %v\nlogs:\n%s", err, e.logs)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("gateway did not start; logs:\n%s", e.logs)
+			}
+		}
+	}
+	t.Cleanup(func() { e.stop() }) // the gateway launch starts, whichever that is
+	launch()
+	e.restart = func() {
+		e.stop()
+		launch()
 	}
 
 	pem, err := os.ReadFile(certFile)

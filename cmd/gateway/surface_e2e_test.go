@@ -97,8 +97,9 @@ func TestEndToEndEveryRouteAndLedger(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ListAsyncInvokes: %v", err)
 		}
-		if len(list.AsyncInvokeSummaries) == 0 {
-			t.Error("ListAsyncInvokes returned nothing")
+		// Each caller sees its own job only, never the other's.
+		if n := len(list.AsyncInvokeSummaries); n != 1 || aws.ToString(list.AsyncInvokeSummaries[0].InvocationArn) != aws.ToString(start.InvocationArn) {
+			t.Errorf("ListAsyncInvokes as %s holds %d jobs, want only its own %s", u.user, n, aws.ToString(start.InvocationArn))
 		}
 	}
 

@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bedrock-gateway/gateway/internal/endpoint"
+	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
@@ -71,6 +72,9 @@ type Config struct {
 	Proxy ProxyConfig `yaml:"proxy"`
 	// Usage configures the usage ledger and usage metrics.
 	Usage UsageConfig `yaml:"usage"`
+	// Async configures the record of who started each asynchronous
+	// invocation.
+	Async AsyncConfig `yaml:"async"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 
@@ -147,6 +151,10 @@ type ProxyConfig struct {
 	StampRequestMetadata  bool          `yaml:"stamp_request_metadata"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	StreamIdleTimeout     time.Duration `yaml:"stream_idle_timeout"`
+	// BodyTimeout and BodyMinRate (bytes per second) give a request body
+	// max(BodyTimeout, Content-Length/BodyMinRate) to arrive.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	BodyMinRate int64         `yaml:"body_min_rate"`
 }
 
 // UsageConfig configures the usage ledger and usage metrics.
@@ -158,6 +166,18 @@ type UsageConfig struct {
 	LedgerMaxBackups int    `yaml:"ledger_max_backups"`
 	// MetricLabels lists the values usage metrics may carry as labels.
 	MetricLabels MetricLabelsConfig `yaml:"metric_labels"`
+}
+
+// AsyncConfig configures the asynchronous-invocation ownership store
+// (pkg/asyncjobs).
+type AsyncConfig struct {
+	// OwnershipFile is the JSON Lines file that keeps who started each
+	// asynchronous invocation across restarts. Default none: kept in
+	// memory only, and a restart hides every earlier job from its owner.
+	OwnershipFile string `yaml:"ownership_file"`
+	// OwnershipRetention is how long an owner can see a job it started.
+	// Default asyncjobs.DefaultRetention (30 days); at least 1h.
+	OwnershipRetention time.Duration `yaml:"ownership_retention"`
 }
 
 // Values of usage.ledger that are not file names.
@@ -210,8 +230,10 @@ func Default() Config {
 			NegativeTTL: sessioncache.DefaultNegativeTTL, ThrottleCooldown: sessioncache.DefaultThrottleCooldown},
 		Auth: auth.DefaultConfig(),
 		Proxy: ProxyConfig{MaxBodyBytes: proxy.DefaultMaxBodyBytes, StampRequestMetadata: true,
-			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout},
+			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout,
+			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate},
 		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups},
+		Async: AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
 		Log:   LogConfig{Level: "info", Format: "json"},
 	}
 }
@@ -350,6 +372,7 @@ func (c *Config) Validate() error {
 	under(block("proxy"), c.proxySettings().Validate())
 	under(block("usage"), c.ledgerConfig().Validate())
 	under(block("usage"), c.metricsConfig().Validate())
+	under(block("async"), c.asyncConfig().Validate())
 	if _, err := c.Log.level(); err != nil {
 		add("log.level: %v", err)
 	}
@@ -405,7 +428,15 @@ func (c *Config) proxySettings() proxy.Config {
 		DisableMetadataStamp:  !c.Proxy.StampRequestMetadata,
 		ResponseHeaderTimeout: c.Proxy.ResponseHeaderTimeout,
 		StreamIdleTimeout:     c.Proxy.StreamIdleTimeout,
+		BodyTimeout:           c.Proxy.BodyTimeout,
+		BodyMinRate:           c.Proxy.BodyMinRate,
 	}
+}
+
+// asyncConfig is the async block as asyncjobs.Config, without its
+// dependencies.
+func (c *Config) asyncConfig() asyncjobs.Config {
+	return asyncjobs.Config{Path: c.Path(c.Async.OwnershipFile), Retention: c.Async.OwnershipRetention}
 }
 
 // ledgerConfig is the usage block's ledger as usage.LedgerConfig; Path is

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
@@ -67,7 +68,8 @@ type Options struct {
 // key makes new sessions at once and old ones simply age out), the limiter
 // (a reload does not hand everyone a fresh budget), the metrics
 // (registered once: a registry refuses a second collector of the same
-// name), the ledger, readiness and the TLS certificate. Settings that
+// name), the ledger, the async ownership store, readiness and the TLS
+// certificate. Settings that
 // shape the core, the listeners or the logger can change only with a
 // restart; see restartOnly.
 //
@@ -86,6 +88,7 @@ type Gateway struct {
 	roots     *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
 	sinks     usage.Sinks
 	ledger    *usage.Ledger // nil when usage.ledger is off
+	owners    *asyncjobs.Store
 	metrics   *proxy.Metrics
 	ops       *opsMetrics
 	ready     *readiness
@@ -156,6 +159,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 		}
 		g.sinks = append(g.sinks, g.ledger)
 	}
+	if g.owners, err = g.openOwners(); err != nil {
+		return nil, err
+	}
+	closers = append(closers, g.closeOwners)
 	if g.limiter, err = limits.New(limits.Config{Size: cfg.SessionCache.Size}); err != nil {
 		return nil, err
 	}
@@ -275,11 +282,34 @@ func (g *Gateway) Close(timeout time.Duration) {
 	g.stopHealthChecks()
 	g.cache.Close()
 	g.closeLedger()
+	g.closeOwners()
 }
 
 func (g *Gateway) stopHealthChecks() {
 	g.stopHealth()
 	<-g.healthDone
+}
+
+// openOwners opens the record of who started each asynchronous
+// invocation, which GetAsyncInvoke and ListAsyncInvokes are filtered by.
+func (g *Gateway) openOwners() (*asyncjobs.Store, error) {
+	ac := g.cfg.asyncConfig()
+	ac.Logger = g.log
+	owners, err := asyncjobs.Open(ac)
+	if err != nil {
+		return nil, fmt.Errorf("async.ownership_file: %w", err)
+	}
+	if ac.Path == "" {
+		g.log.Warn("async.ownership_file is not set: who started each asynchronous invocation is kept in memory only, " +
+			"and after a restart callers no longer see the jobs they started; set it to keep them")
+	}
+	return owners, nil
+}
+
+func (g *Gateway) closeOwners() {
+	if err := g.owners.Close(); err != nil {
+		g.log.Error("closing the async ownership file", "error", err)
+	}
 }
 
 func (g *Gateway) closeLedger() {
@@ -345,6 +375,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	pc.Resolver, pc.Policy, pc.Credentials = resolver, pol, g.cache
 	pc.Logger, pc.UserAgent = g.log, "bedrock-gateway/"+g.opts.Version
 	pc.Usage, pc.Metrics = g.sinks, g.metrics
+	pc.AsyncOwners = g.owners
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ func restartOnly(c *Config) []struct {
 		{"session_cache", &c.SessionCache},
 		{"sts", &c.STS},
 		{"usage", &c.Usage},
+		{"async", &c.Async},
 		{"log.format", &c.Log.Format},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,13 @@ const (
 	DefaultStreamIdleTimeout = 5 * time.Minute
 	// DefaultUserAgent is sent upstream when Config.UserAgent is empty.
 	DefaultUserAgent = "bedrock-gateway"
+	// DefaultBodyTimeout is the least time a request body is given to
+	// arrive: ample for any prompt on a working link, short enough that a
+	// client which declares a body and never sends it lets go soon.
+	DefaultBodyTimeout = 30 * time.Second
+	// DefaultBodyMinRate, in bytes per second, stretches the body deadline
+	// for large bodies: a 25,000,000-byte InvokeModel payload gets 250s.
+	DefaultBodyMinRate = 100_000
 )
 
 // Config configures a Proxy. Endpoint, Region, Authenticator, Resolver and
@@ -55,6 +63,16 @@ type Config struct {
 	// StreamIdleTimeout cancels a response when Bedrock sends nothing for
 	// this long once it has started. Default DefaultStreamIdleTimeout.
 	StreamIdleTimeout time.Duration
+	// BodyTimeout is the least time the request body is given to arrive,
+	// counted from when the gateway starts reading it; a body that takes
+	// longer is answered 408 and its connection closed. Default
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// BodyMinRate, in bytes per second, extends the body deadline to
+	// Content-Length / BodyMinRate when that is longer than BodyTimeout.
+	// A body without Content-Length (chunked) gets BodyTimeout. Default
+	// DefaultBodyMinRate.
+	BodyMinRate int64
 	// UserAgent is sent upstream. Default DefaultUserAgent.
 	UserAgent string
 	// DisableMetadataStamp turns off writing the caller's identity into
@@ -68,6 +86,12 @@ type Config struct {
 	// Policy admits or refuses authenticated requests (model allow-lists,
 	// request and token limits). Optional.
 	Policy Policy
+	// AsyncOwners remembers which session started each asynchronous
+	// invocation, so that GetAsyncInvoke and ListAsyncInvokes show a
+	// caller only its own (see async.go). Optional: without it the three
+	// async operations are refused with 501, since a job started here
+	// could be shown to no one safely.
+	AsyncOwners AsyncOwners
 	// Metrics receives the proxy's metrics (in-flight requests and streams,
 	// auth failures, gateway overhead). Optional; build it once per
 	// process with NewMetrics.
@@ -111,7 +135,35 @@ func (c Config) settingsProblems() []error {
 	if c.StreamIdleTimeout < 0 {
 		add("stream_idle_timeout: must not be negative, got %v", c.StreamIdleTimeout)
 	}
+	if c.BodyTimeout < 0 {
+		add("body_timeout: must not be negative, got %v", c.BodyTimeout)
+	}
+	if c.BodyMinRate < 0 {
+		add("body_min_rate: must not be negative, got %d", c.BodyMinRate)
+	}
 	return errs
+}
+
+// maxBodyAllowance caps the body deadline, so that an absurd
+// Content-Length (under an absurd max_body_bytes) cannot overflow it.
+const maxBodyAllowance = 24 * time.Hour
+
+// bodyAllowance is how long a request body of length bytes (-1: not
+// declared) may take to arrive: BodyTimeout, or length at BodyMinRate
+// when that is longer.
+func (c Config) bodyAllowance(length int64) time.Duration {
+	d := c.BodyTimeout
+	if length <= 0 || c.BodyMinRate <= 0 {
+		return d
+	}
+	// length/rate seconds in nanoseconds, in 128 bits: exact, and no
+	// overflow whatever the settings.
+	hi, lo := bits.Mul64(uint64(length), uint64(time.Second))
+	if hi >= uint64(c.BodyMinRate) {
+		return max(d, maxBodyAllowance)
+	}
+	ns, _ := bits.Div64(hi, lo, uint64(c.BodyMinRate))
+	return max(d, min(time.Duration(ns), maxBodyAllowance))
 }
 
 // validate is what New checks: the dependencies, then Validate.
@@ -147,6 +199,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StreamIdleTimeout == 0 {
 		c.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.BodyMinRate == 0 {
+		c.BodyMinRate = DefaultBodyMinRate
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = DefaultUserAgent

@@ -36,6 +36,7 @@ func TestConfigValidate(t *testing.T) {
 		{"nested base path", func(c *Config) { c.BasePath = "/a/b" }, nil},
 		{"tunables set", func(c *Config) {
 			c.MaxBodyBytes, c.ResponseHeaderTimeout, c.StreamIdleTimeout = 1, time.Second, time.Second
+			c.BodyTimeout, c.BodyMinRate = time.Second, 1
 		}, nil},
 		{"no endpoint", func(c *Config) { c.Endpoint = nil }, []string{"endpoint: "}},
 		{"relative endpoint", func(c *Config) { c.Endpoint = &url.URL{Path: "/bedrock"} }, []string{"endpoint: "}},
@@ -49,10 +50,12 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max body", func(c *Config) { c.MaxBodyBytes = -1 }, []string{"max_body_bytes: "}},
 		{"negative header timeout", func(c *Config) { c.ResponseHeaderTimeout = -time.Second }, []string{"response_header_timeout: "}},
 		{"negative idle timeout", func(c *Config) { c.StreamIdleTimeout = -time.Second }, []string{"stream_idle_timeout: "}},
+		{"negative body timeout", func(c *Config) { c.BodyTimeout = -time.Second }, []string{"body_timeout: "}},
+		{"negative body rate", func(c *Config) { c.BodyMinRate = -1 }, []string{"body_min_rate: "}},
 		{"everything wrong", func(c *Config) {
-			*c = Config{BasePath: "x/", MaxBodyBytes: -1, ResponseHeaderTimeout: -1, StreamIdleTimeout: -1}
+			*c = Config{BasePath: "x/", MaxBodyBytes: -1, ResponseHeaderTimeout: -1, StreamIdleTimeout: -1, BodyTimeout: -1, BodyMinRate: -1}
 		}, []string{"endpoint: ", "region: ", "authenticator: ", "resolver: ", "credentials: ", "base_path: ",
-			"max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: "}},
+			"max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,7 +67,7 @@ func TestConfigValidate(t *testing.T) {
 			wantSettings := false
 			for _, w := range tt.want {
 				switch w {
-				case "base_path: ", "max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ":
+				case "base_path: ", "max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: ":
 					wantSettings = true
 				}
 			}
@@ -102,6 +105,9 @@ func TestNewAppliesDefaults(t *testing.T) {
 		p.cfg.StreamIdleTimeout != DefaultStreamIdleTimeout || p.cfg.UserAgent != DefaultUserAgent {
 		t.Errorf("defaults = %d %v %v %q, want %d %v %v %q", p.cfg.MaxBodyBytes, p.cfg.ResponseHeaderTimeout, p.cfg.StreamIdleTimeout, p.cfg.UserAgent,
 			DefaultMaxBodyBytes, DefaultResponseHeaderTimeout, DefaultStreamIdleTimeout, DefaultUserAgent)
+	}
+	if p.cfg.BodyTimeout != DefaultBodyTimeout || p.cfg.BodyMinRate != DefaultBodyMinRate {
+		t.Errorf("body defaults = %v %d, want %v %d", p.cfg.BodyTimeout, p.cfg.BodyMinRate, DefaultBodyTimeout, DefaultBodyMinRate)
 	}
 	if p.transport == nil {
 		t.Fatal("New built no transport")

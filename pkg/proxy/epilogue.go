@@ -68,8 +68,9 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 		Latency:   end.Sub(st.start),
 		// The server cancels the request context when the client's
 		// connection goes away; before this handler returns, nothing
-		// else does.
-		ClientGone: r.Context().Err() != nil,
+		// else does, except the body deadline the gateway set (HTTP/1
+		// cancels on any read error), which it answered itself.
+		ClientGone: r.Context().Err() != nil && (sw.err == nil || sw.err.Type != typeRequestTimeout),
 	}
 	if u.Operation == "" {
 		u.Operation = "other"
@@ -98,6 +99,8 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 			u.ErrorType = t.errorType
 		case exception != "":
 			u.ErrorType = exception
+		case !u.ClientGone && t.cut():
+			u.ErrorType = usage.ErrorUpstreamStreamCut
 		}
 	}
 	if st.idleFired.Load() {

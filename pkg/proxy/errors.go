@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -54,7 +55,27 @@ const (
 	typeInternal      = "InternalServerException"
 	typeModelTimeout  = "ModelTimeoutException"
 	typeRequestTooBig = "ValidationException"
+	// typeRequestTimeout answers a request body that did not arrive in
+	// time (408). Bedrock has no exception for it; this is the code AWS
+	// SDKs (Go v2, botocore, JavaScript v3) treat as a transient error and
+	// retry, which suits a body that was slow rather than malformed.
+	typeRequestTimeout = "RequestTimeoutException"
 )
+
+// defaultRetryAfter is the Retry-After of a 503 whose cause carries no
+// hint of its own. Every 503 the gateway gives has one, so that SDKs and
+// Claude Code wait before retrying instead of hammering a dependency that
+// is down.
+const defaultRetryAfter = 2 * time.Second
+
+// retryAfter is the wait err suggests (sessioncache.RetryAfter: an STS
+// back-off or the admission budget), else defaultRetryAfter.
+func retryAfter(err error) time.Duration {
+	if d, ok := sessioncache.RetryAfter(err); ok {
+		return d
+	}
+	return defaultRetryAfter
+}
 
 // statusClientClosed is the de-facto status (nginx) for a client that went
 // away before the answer; it is logged, the client never sees it.
@@ -74,11 +95,30 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, e *Error) {
 		return
 	}
 	id := ""
-	if st := stateFrom(r.Context()); st != nil {
+	st := stateFrom(r.Context())
+	if st != nil {
 		id = st.id
+	}
+	// Refused before its body was read: the connection is closed after
+	// the answer, and net/http's drain of the unread body (up to 256 KiB,
+	// after the handler returns, even on a closing connection) gets
+	// unreadBodyGrace instead of waiting for bytes a client may never
+	// send. HTTP/1 only: on HTTP/2 an unread body ends with its stream,
+	// and Connection: close would make net/http send GOAWAY to every
+	// other stream of the connection.
+	if r.ProtoMajor == 1 && (st == nil || !st.bodyRead) && r.Body != nil && r.Body != http.NoBody {
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadBodyGrace))
 	}
 	writeError(w, id, e)
 }
+
+// unreadBodyGrace is how long net/http may go on reading the body of a
+// request refused before it was read, so that a client still sending gets
+// a clean close (FIN), not a reset that could destroy the answer in its
+// receive buffer; net/http itself waits 500ms before closing for the
+// same reason (rstAvoidanceDelay).
+const unreadBodyGrace = 500 * time.Millisecond
 
 // writeError sends e to the client. The request ID is echoed in the header
 // SDKs read it from (x-amzn-RequestId), so a user can quote it to an operator.
@@ -89,8 +129,12 @@ func writeError(w http.ResponseWriter, requestID string, e *Error) {
 	if requestID != "" {
 		h.Set("X-Amzn-RequestId", requestID)
 	}
-	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(e.RetryAfter.Seconds())))))
+	retry := e.RetryAfter
+	if retry <= 0 && e.Status == http.StatusServiceUnavailable {
+		retry = defaultRetryAfter // every 503 says when to come back
+	}
+	if retry > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(retry.Seconds())))))
 	}
 	if e.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="bedrock-gateway"`)
@@ -138,6 +182,9 @@ func authError(err error) *Error {
 	case errors.Is(err, auth.ErrNoCredentials):
 		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied,
 			Msg: "missing credentials: send your gateway API key as \"Authorization: Bearer <key>\" (AWS_BEARER_TOKEN_BEDROCK) or \"x-api-key\", or an identity-provider token as a bearer token", Err: err}
+	case errors.Is(err, auth.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, RetryAfter: defaultRetryAfter,
+			Msg: "the identity provider that issued your token could not be reached to check it (the token was not refused); retry shortly", Err: err}
 	default:
 		return &Error{Status: http.StatusUnauthorized, Type: typeAccessDenied, Msg: "the credentials are not valid", Err: err}
 	}
@@ -146,11 +193,20 @@ func authError(err error) *Error {
 // bodyError maps a failure to read the request body.
 func bodyError(err error, limit int64) *Error {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Type: typeRequestTooBig,
-			Msg: fmt.Sprintf("request body is larger than %d bytes", limit)}
+	switch {
+	case errors.As(err, &tooBig):
+		return errTooLarge(limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &Error{Status: http.StatusRequestTimeout, Type: typeRequestTimeout,
+			Msg: "the request body did not arrive in time", Err: err}
 	}
 	return errValidation("could not read the request body", err)
+}
+
+// errTooLarge answers a body over MaxBodyBytes, declared or read.
+func errTooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Type: typeRequestTooBig,
+		Msg: fmt.Sprintf("request body is larger than %d bytes", limit)}
 }
 
 // resolveError maps a failure to turn an identity into a session.
@@ -187,14 +243,11 @@ func credentialError(ctx context.Context, err error) *Error {
 	case errors.Is(err, sessioncache.ErrInvalidSession):
 		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "AWS refused the session the gateway built for you: ask the gateway operator", Err: err}
 	case errors.Is(err, sessioncache.ErrOverloaded):
-		e := &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway is creating AWS sessions for many users at once; retry shortly", Err: err}
-		var oe *sessioncache.OverloadedError
-		if errors.As(err, &oe) {
-			e.RetryAfter = oe.RetryAfter
-		}
-		return e
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, RetryAfter: retryAfter(err),
+			Msg: "the gateway is creating AWS sessions for many users at once; retry shortly", Err: err}
 	case errors.Is(err, sessioncache.ErrThrottled), errors.Is(err, sessioncache.ErrUnavailable):
-		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Msg: "the gateway could not obtain AWS credentials for you right now; retry later", Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, RetryAfter: retryAfter(err),
+			Msg: "the gateway could not obtain AWS credentials for you right now; retry later", Err: err}
 	default:
 		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while obtaining AWS credentials", Err: err}
 	}

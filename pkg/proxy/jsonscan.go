@@ -15,59 +15,82 @@ import (
 //
 // The body is not otherwise validated; Bedrock does that.
 func topLevelMember(body []byte, name string) (start, end int, found bool, err error) {
+	_, start, end, found, err = memberSpan(body, name)
+	return start, end, found, err
+}
+
+// memberSpan is topLevelMember that also returns where the member's name
+// starts, for removeMember.
+func memberSpan(body []byte, name string) (keyStart, start, end int, found bool, err error) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
-		return 0, 0, false, errors.New("request body is not a JSON object")
+		return 0, 0, 0, false, errors.New("request body is not a JSON object")
 	}
 	i = skipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
-		return 0, 0, false, nil
+		return 0, 0, 0, false, nil
 	}
 	for {
 		if i >= len(body) || body[i] != '"' {
-			return 0, 0, false, errBadJSON
+			return 0, 0, 0, false, errBadJSON
 		}
 		keyEnd, escaped, err := skipString(body, i)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, 0, false, err
 		}
 		key := string(body[i+1 : keyEnd-1])
 		if escaped {
 			if err := json.Unmarshal(body[i:keyEnd], &key); err != nil {
-				return 0, 0, false, errBadJSON
+				return 0, 0, 0, false, errBadJSON
 			}
 		}
+		nameStart := i
 		i = skipSpace(body, keyEnd)
 		if i >= len(body) || body[i] != ':' {
-			return 0, 0, false, errBadJSON
+			return 0, 0, 0, false, errBadJSON
 		}
 		i = skipSpace(body, i+1)
 		valEnd, err := skipValue(body, i, 0)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, 0, false, err
 		}
 		if key == name {
 			if found {
-				return 0, 0, false, errors.New("request body has " + name + " twice")
+				return 0, 0, 0, false, errors.New("request body has " + name + " twice")
 			}
-			start, end, found = i, valEnd, true
+			keyStart, start, end, found = nameStart, i, valEnd, true
 		}
 		i = skipSpace(body, valEnd)
 		if i >= len(body) {
-			return 0, 0, false, errBadJSON
+			return 0, 0, 0, false, errBadJSON
 		}
 		switch body[i] {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
 			if j := skipSpace(body, i+1); j != len(body) {
-				return 0, 0, false, errBadJSON
+				return 0, 0, 0, false, errBadJSON
 			}
-			return start, end, found, nil
+			return keyStart, start, end, found, nil
 		default:
-			return 0, 0, false, errBadJSON
+			return 0, 0, 0, false, errBadJSON
 		}
 	}
+}
+
+// removeMember returns a copy of body without the top-level member whose
+// name starts at keyStart and whose value ends at end (as memberSpan found
+// them), together with the comma that joined it to a neighbour.
+func removeMember(body []byte, keyStart, end int) []byte {
+	from, to := keyStart, end
+	if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
+		to = skipSpace(body, j+1)
+	} else if k := skipSpaceBack(body, keyStart); k > 0 && body[k-1] == ',' {
+		from = skipSpaceBack(body, k-1)
+	}
+	out := make([]byte, 0, len(body)-(to-from))
+	out = append(out, body[:from]...)
+	return append(out, body[to:]...)
 }
 
 var errBadJSON = errors.New("request body is not valid JSON")
@@ -78,6 +101,15 @@ const maxJSONDepth = 10000
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
+	}
+	return i
+}
+
+// skipSpaceBack returns the start of the run of JSON whitespace that ends
+// at b[i].
+func skipSpaceBack(b []byte, i int) int {
+	for i > 0 && (b[i-1] == ' ' || b[i-1] == '\t' || b[i-1] == '\n' || b[i-1] == '\r') {
+		i--
 	}
 	return i
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	streams      prometheus.Gauge
 	authFailures *prometheus.CounterVec // reason
 	overhead     *prometheus.HistogramVec
+	asyncOwners  *prometheus.CounterVec // operation
 }
 
 // Values of the reason label of bedrock_gateway_auth_failures_total.
@@ -26,6 +27,9 @@ const (
 	reasonInvalid       = "invalid_credentials"
 	reasonBadRequest    = "bad_request"
 	reasonForbidden     = "forbidden"
+	// reasonIdPUnavailable: the identity provider could not be reached to
+	// check a token (auth.ErrUnavailable); the token was not refused.
+	reasonIdPUnavailable = "idp_unavailable"
 )
 
 // NewMetrics builds the proxy metrics and registers them on reg (if not
@@ -49,12 +53,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from a request's arrival until it is sent to Bedrock: authentication, session lookup (an STS call on a miss), checks and signing; Bedrock's own time excluded.",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}, []string{"operation"}),
+		asyncOwners: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_async_ownership_errors_total",
+			Help: "Asynchronous invocations whose owner could not be recorded (StartAsyncInvoke: the job runs, but its owner cannot see it) or checked (GetAsyncInvoke, ListAsyncInvokes: answered 503).",
+		}, []string{"operation"}),
 	}
-	for _, r := range []string{reasonNoCredentials, reasonInvalid, reasonBadRequest, reasonForbidden} {
+	for _, op := range []string{opStartAsyncInvoke, opGetAsyncInvoke, opListAsyncInvokes} {
+		m.asyncOwners.WithLabelValues(op)
+	}
+	for _, r := range []string{reasonNoCredentials, reasonInvalid, reasonBadRequest, reasonForbidden, reasonIdPUnavailable} {
 		m.authFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.inFlight, m.streams, m.authFailures, m.overhead} {
+		for _, c := range []prometheus.Collector{m.inFlight, m.streams, m.authFailures, m.overhead, m.asyncOwners} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register proxy metrics: %w", err)
 			}
@@ -78,6 +89,8 @@ func (m *Metrics) authFailure(err error) {
 		reason = reasonForbidden
 	case errors.Is(err, auth.ErrNoCredentials):
 		reason = reasonNoCredentials
+	case errors.Is(err, auth.ErrUnavailable):
+		reason = reasonIdPUnavailable
 	}
 	m.authFailures.WithLabelValues(reason).Inc()
 }

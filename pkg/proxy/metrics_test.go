@@ -64,6 +64,7 @@ func TestProxyMetrics(t *testing.T) {
 # TYPE bedrock_gateway_auth_failures_total counter
 bedrock_gateway_auth_failures_total{reason="bad_request"} 0
 bedrock_gateway_auth_failures_total{reason="forbidden"} 0
+bedrock_gateway_auth_failures_total{reason="idp_unavailable"} 0
 bedrock_gateway_auth_failures_total{reason="invalid_credentials"} 1
 bedrock_gateway_auth_failures_total{reason="no_credentials"} 1
 `
@@ -83,6 +84,35 @@ type errAuth struct{ err error }
 
 func (a errAuth) Authenticate(*http.Request) (auth.Identity, error) { return auth.Identity{}, a.err }
 
+// TestIdPUnavailable: when the identity provider cannot be reached to
+// check a token, the caller gets 503 with Retry-After and a message that
+// blames the identity provider, not the token.
+func TestIdPUnavailable(t *testing.T) {
+	c := validConfig()
+	c.Authenticator = errAuth{fmt.Errorf("discovery of https://idp.example: dial tcp: %w", auth.ErrUnavailable)}
+	c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/model/m/converse", strings.NewReader(converseBody)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("X-Amzn-ErrorType") != "ServiceUnavailableException" {
+		t.Errorf("answer = %d %q, want 503 ServiceUnavailableException", rec.Code, rec.Header().Get("X-Amzn-ErrorType"))
+	}
+	if got := rec.Header().Get("Retry-After"); got != "2" {
+		t.Errorf("Retry-After = %q, want 2", got)
+	}
+	if got := rec.Header().Get("WWW-Authenticate"); got != "" {
+		t.Errorf("WWW-Authenticate = %q on a 503: the credential was not refused", got)
+	}
+	body := rec.Body.String()
+	if !strings.Contains(body, "identity provider") || strings.Contains(body, "not valid") || strings.Contains(body, "idp.example") {
+		t.Errorf("body = %s, want a message blaming the unreachable identity provider, without its address", body)
+	}
+}
+
 // TestAuthFailureReasons: the reason label comes from the cause the
 // authenticator returned (errors.Is), wrapped or not, and agrees with the
 // status the caller got.
@@ -98,6 +128,7 @@ func TestAuthFailureReasons(t *testing.T) {
 		{fmt.Errorf("tenant t2 outside the grant: %w", auth.ErrForbidden), reasonForbidden, http.StatusForbidden},
 		{fmt.Errorf("unknown key: %w", auth.ErrInvalidCredentials), reasonInvalid, http.StatusUnauthorized},
 		{errors.New("token expired"), reasonInvalid, http.StatusUnauthorized},
+		{fmt.Errorf("fetch JWKS of https://idp.example: %w", auth.ErrUnavailable), reasonIdPUnavailable, http.StatusServiceUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
@@ -118,7 +149,7 @@ func TestAuthFailureReasons(t *testing.T) {
 			if rec.Code != tt.status {
 				t.Errorf("status = %d, want %d", rec.Code, tt.status)
 			}
-			for _, reason := range []string{reasonNoCredentials, reasonInvalid, reasonBadRequest, reasonForbidden} {
+			for _, reason := range []string{reasonNoCredentials, reasonInvalid, reasonBadRequest, reasonForbidden, reasonIdPUnavailable} {
 				want := 0.0
 				if reason == tt.reason {
 					want = 1

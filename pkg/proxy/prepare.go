@@ -61,6 +61,9 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, id *au
 	if err = p.admit(*id, rt.op, t.model); err != nil {
 		return out, err
 	}
+	if err = p.checkAsyncOwner(r.Context(), rt.op, t, out.spec); err != nil {
+		return out, err
+	}
 	if out.header, out.body, err = p.buildOutbound(r.Header, body, rt.stamp, id, out.spec); err != nil {
 		return out, err
 	}
@@ -74,14 +77,32 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, id *au
 
 // readBody reads the whole request body, which SigV4 signs, up to
 // MaxBodyBytes. A compressed body is refused: Bedrock Runtime does not
-// take one, and the gateway could not stamp it.
+// take one, and the gateway could not stamp it. A body declared larger
+// than MaxBodyBytes is refused before any of it is read, and the body
+// must arrive within bodyAllowance: the read deadline is lifted once it
+// is in, since the response may stream for minutes.
 func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return nil, errValidation("Content-Encoding is not supported", nil)
 	}
+	if r.ContentLength > p.cfg.MaxBodyBytes {
+		return nil, errTooLarge(p.cfg.MaxBodyBytes)
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// A wall-clock I/O deadline, not Config.Now. A ResponseWriter
+		// that cannot set one (http.ErrNotSupported: a test recorder)
+		// reads without it.
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(p.cfg.bodyAllowance(r.ContentLength))) == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
 	if err != nil {
 		return nil, bodyError(err, p.cfg.MaxBodyBytes)
+	}
+	if st := stateFrom(r.Context()); st != nil {
+		st.bodyRead = true
 	}
 	return body, nil
 }
@@ -116,21 +137,27 @@ func (p *Proxy) admit(id auth.Identity, op, model string) *Error {
 	return nil
 }
 
-// buildOutbound builds the upstream header set and, unless disabled,
-// stamps the caller's identity into the request metadata, in the body or
-// a header as the operation carries it.
+// buildOutbound builds the upstream header set, removes the caller's keys
+// in the gateway's namespace from the request metadata and, unless
+// disabled, stamps the caller's identity into it, in the body or a header
+// as the operation carries it. The header is forwarded on every route (an
+// X-Amzn-Bedrock-* header): where it is not stamped, its gateway keys are
+// removed all the same.
 func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *auth.Identity, spec *tenancy.SessionSpec) (http.Header, []byte, *Error) {
 	header := outboundHeader(in, p.cfg.UserAgent)
-	if p.cfg.DisableMetadataStamp {
-		return header, body, nil
+	var md map[string]string
+	if !p.cfg.DisableMetadataStamp {
+		md = identityMetadata(id, spec)
 	}
-	md := identityMetadata(id, spec)
 	var err error
 	switch stamp {
 	case stampConverseBody:
 		body, err = stampConverse(body, md)
 	case stampInvokeHeader:
 		err = stampInvoke(header, md)
+	}
+	if err == nil && stamp != stampInvokeHeader {
+		err = stampInvoke(header, nil)
 	}
 	if err != nil {
 		return nil, nil, errValidation(err.Error(), err)

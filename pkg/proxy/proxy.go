@@ -12,7 +12,8 @@
 // (ServeHTTP, authenticate, handle), prepare.go (every check, before
 // anything leaves), forward.go (rewrite and sign), tap.go (meter the
 // response), epilogue.go (usage record and access log); errors.go maps
-// every refusal to its answer.
+// every refusal to its answer; async.go keeps each caller to the
+// asynchronous invocations it started.
 package proxy
 
 import (
@@ -100,12 +101,12 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		ModifyResponse: p.tapResponse,
+		ModifyResponse: p.modifyResponse,
 		Transport: &signingTransport{next: upstream, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now,
 			sent: func(st *reqState) { cfg.Metrics.observeOverhead(st.op, cfg.Now().Sub(st.start)) }},
 		FlushInterval: -1, // event streams: every read is flushed to the client at once
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			p.fail(w, r, upstreamError(r.Context(), err))
+			p.fail(w, r, proxyError(r.Context(), err))
 		},
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
@@ -161,6 +162,9 @@ type reqState struct {
 	tap *responseTap
 	// idleFired is set when Bedrock went quiet for StreamIdleTimeout.
 	idleFired atomic.Bool
+	// bodyRead is set once the whole request body has been read; a
+	// refusal before that closes an HTTP/1 connection (see fail).
+	bodyRead bool
 }
 
 type stateKey struct{}

@@ -368,16 +368,23 @@ func TestCredentialErrors(t *testing.T) {
 		err    error
 		status int
 		typ    string
+		// retryAfter is the Retry-After every 503 carries: the error's
+		// own hint rounded up to whole seconds, else the default (2s).
+		retryAfter string
 	}{
-		{fmt.Errorf("%w: User %s is not authorized", sessioncache.ErrAccessDenied, leak), 403, "AccessDeniedException"},
-		{fmt.Errorf("%w: bad tag on %s", sessioncache.ErrInvalidSession, leak), 500, "InternalServerException"},
-		{fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled), 503, "ServiceUnavailableException"},
-		{fmt.Errorf("%w: dial tcp", sessioncache.ErrUnavailable), 503, "ServiceUnavailableException"},
-		{errors.New("surprise " + leak), 500, "InternalServerException"},
-		{fmt.Errorf("new session: %w", &sessioncache.OverloadedError{RetryAfter: 1500 * time.Millisecond}), 503, "ServiceUnavailableException"},
+		{fmt.Errorf("%w: User %s is not authorized", sessioncache.ErrAccessDenied, leak), 403, "AccessDeniedException", ""},
+		{fmt.Errorf("%w: bad tag on %s", sessioncache.ErrInvalidSession, leak), 500, "InternalServerException", ""},
+		{fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled), 503, "ServiceUnavailableException", "2"},
+		{fmt.Errorf("%w: dial tcp", sessioncache.ErrUnavailable), 503, "ServiceUnavailableException", "2"},
+		{hintedError{fmt.Errorf("%w: rate exceeded", sessioncache.ErrThrottled), 7 * time.Second}, 503, "ServiceUnavailableException", "7"},
+		{hintedError{fmt.Errorf("%w: dial tcp", sessioncache.ErrUnavailable), 2500 * time.Millisecond}, 503, "ServiceUnavailableException", "3"},
+		{errors.New("surprise " + leak), 500, "InternalServerException", ""},
+		{fmt.Errorf("new session: %w", &sessioncache.OverloadedError{RetryAfter: 1500 * time.Millisecond}), 503, "ServiceUnavailableException", "2"},
+		{fmt.Errorf("new session: %w", &sessioncache.OverloadedError{RetryAfter: 4 * time.Second}), 503, "ServiceUnavailableException", "4"},
+		{fmt.Errorf("new session: %w", &sessioncache.OverloadedError{}), 503, "ServiceUnavailableException", "2"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.typ+fmt.Sprint(tt.status), func(t *testing.T) {
+		t.Run(tt.err.Error(), func(t *testing.T) {
 			h := newHarness(t, fakeaws.Options{}, nil)
 			h.creds.err = tt.err
 			resp := h.post(t, "/model/m/converse", converseBody, authed())
@@ -385,10 +392,8 @@ func TestCredentialErrors(t *testing.T) {
 			if resp.StatusCode != tt.status || resp.Header.Get("X-Amzn-ErrorType") != tt.typ {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), tt.status, tt.typ)
 			}
-			if errors.Is(tt.err, sessioncache.ErrOverloaded) {
-				if got := resp.Header.Get("Retry-After"); got != "2" {
-					t.Errorf("Retry-After = %q, want 2 (1.5s rounded up)", got)
-				}
+			if got := resp.Header.Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.retryAfter)
 			}
 			if bytes.Contains(body, []byte("arn:")) || bytes.Contains(body, []byte("123456789012")) {
 				t.Errorf("body leaks internal detail: %s", body)
@@ -399,6 +404,16 @@ func TestCredentialErrors(t *testing.T) {
 		})
 	}
 }
+
+// hintedError carries a Retry-After hint the way sessioncache's
+// remembered STS failures do (sessioncache.RetryAfter reads it).
+type hintedError struct {
+	error
+	hint time.Duration
+}
+
+func (e hintedError) RetryAfterHint() time.Duration { return e.hint }
+func (e hintedError) Unwrap() error                 { return e.error }
 
 func TestResolverRefusal(t *testing.T) {
 	h := newHarness(t, fakeaws.Options{}, func(c *Config) {

@@ -35,6 +35,9 @@ type target struct {
 	query string // encoded query, rebuilt from parsed parameters
 	model string // model ID for metering and logs ("" if none)
 	body  bool   // whether the request body is forwarded
+	// invocationARN is GetAsyncInvoke's invocation, whose owner is
+	// checked before it goes upstream.
+	invocationARN string
 }
 
 // route is one Bedrock Runtime operation the gateway forwards.
@@ -127,7 +130,7 @@ func getAsyncTarget(r *http.Request, _ []byte) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	return target{path: "/async-invoke/" + escapeLabel(arn)}, nil
+	return target{path: "/async-invoke/" + escapeLabel(arn), invocationARN: arn}, nil
 }
 
 // listAsyncTarget rebuilds ListAsyncInvokes' query from its known,

@@ -22,8 +22,9 @@ const (
 	stampInvokeHeader           // InvokeModel* header X-Amzn-Bedrock-Request-Metadata
 )
 
-// Request-metadata keys the gateway writes. A caller's own values under
-// these keys are replaced, so invocation logs cannot be forged.
+// Request-metadata keys the gateway writes. The whole gateway: namespace
+// is the gateway's: every caller key in it is removed (isGatewayKey), so
+// invocation logs cannot be forged.
 const (
 	MetadataUser       = "gateway:user"
 	MetadataSession    = "gateway:session"
@@ -74,31 +75,53 @@ func identityMetadata(id *auth.Identity, spec *tenancy.SessionSpec) map[string]s
 	return md
 }
 
-// mergeMetadata adds the gateway's entries to the caller's, replacing any
-// caller value under a gateway key.
+// isGatewayKey reports whether a request-metadata key is in the gateway's
+// namespace: it starts with "gateway:" in any case, after any leading
+// whitespace (which RequestMetadata keys may contain, and which a log
+// reader might trim).
+func isGatewayKey(k string) bool {
+	k = strings.TrimLeft(k, " \t\n\r\f\v")
+	return len(k) >= len(gatewayPrefix) && strings.EqualFold(k[:len(gatewayPrefix)], gatewayPrefix)
+}
+
+// gatewayPrefix starts every request-metadata key the gateway writes.
+const gatewayPrefix = "gateway:"
+
+// mergeMetadata returns the caller's entries without those in the
+// gateway's namespace, plus the gateway's own.
 func mergeMetadata(caller, ours map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(caller)+len(ours))
 	for k, v := range caller {
-		out[k] = v
+		if !isGatewayKey(k) {
+			out[k] = v
+		}
 	}
+	kept := len(out)
 	for k, v := range ours {
 		out[k] = v
 	}
 	if len(out) > maxMetadataEntries {
-		return nil, fmt.Errorf("requestMetadata has %d entries with the gateway's %d; Bedrock allows %d", len(caller), len(ours), maxMetadataEntries)
+		return nil, fmt.Errorf("requestMetadata has %d entries with the gateway's %d; Bedrock allows %d", kept, len(ours), maxMetadataEntries)
 	}
 	return out, nil
 }
 
-// stampConverse writes md into a Converse request body's requestMetadata.
-// Everything else in the body is kept byte for byte.
+// stampConverse removes the caller's gateway keys from a Converse request
+// body's requestMetadata and writes md into it; with md empty (stamping
+// disabled) it only removes them, and removes a requestMetadata left
+// empty, which Bedrock would refuse. Everything else in the body is kept
+// byte for byte.
 func stampConverse(body []byte, md map[string]string) ([]byte, error) {
-	start, end, found, err := topLevelMember(body, "requestMetadata")
+	keyStart, start, end, found, err := memberSpan(body, "requestMetadata")
 	if err != nil {
 		return nil, err
 	}
+	present := found && string(body[start:end]) != "null"
+	if !present && len(md) == 0 {
+		return body, nil
+	}
 	var caller map[string]string
-	if found && string(body[start:end]) != "null" {
+	if present {
 		if err := json.Unmarshal(body[start:end], &caller); err != nil {
 			return nil, errors.New("requestMetadata must be an object of strings")
 		}
@@ -106,6 +129,9 @@ func stampConverse(body []byte, md map[string]string) ([]byte, error) {
 	merged, err := mergeMetadata(caller, md)
 	if err != nil {
 		return nil, err
+	}
+	if len(merged) == 0 {
+		return removeMember(body, keyStart, end), nil
 	}
 	raw, err := json.Marshal(merged)
 	if err != nil {
@@ -128,13 +154,19 @@ func stampConverse(body []byte, md map[string]string) ([]byte, error) {
 	return append(out, body[open:]...), nil
 }
 
-// stampInvoke writes md into the X-Amzn-Bedrock-Request-Metadata header
-// of the outbound header set.
+// stampInvoke removes the caller's gateway keys from the
+// X-Amzn-Bedrock-Request-Metadata header of the outbound header set and
+// writes md into it; a header left empty is removed.
 func stampInvoke(h http.Header, md map[string]string) error {
-	var caller map[string]string
-	if vals := h.Values(requestMetadataHeader); len(vals) > 1 {
+	vals := h.Values(requestMetadataHeader)
+	switch {
+	case len(vals) > 1:
 		return errors.New(requestMetadataHeader + " must appear once")
-	} else if len(vals) == 1 {
+	case len(vals) == 0 && len(md) == 0:
+		return nil
+	}
+	var caller map[string]string
+	if len(vals) == 1 {
 		if err := json.Unmarshal([]byte(vals[0]), &caller); err != nil {
 			return errors.New(requestMetadataHeader + " must be a JSON object of strings")
 		}
@@ -142,6 +174,10 @@ func stampInvoke(h http.Header, md map[string]string) error {
 	merged, err := mergeMetadata(caller, md)
 	if err != nil {
 		return err
+	}
+	if len(merged) == 0 {
+		h.Del(requestMetadataHeader)
+		return nil
 	}
 	raw, err := json.Marshal(merged)
 	if err != nil {

@@ -172,8 +172,8 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		t.Fatal("the upstream call was not cancelled when the client went away")
 	}
 	waitFor(t, func() bool { return len(sink.all()) == 1 })
-	if r := sink.all()[0]; !r.ClientGone || r.Operation != "ConverseStream" {
-		t.Errorf("usage record = %+v, want ClientGone for ConverseStream", r)
+	if r := sink.all()[0]; !r.ClientGone || r.Operation != "ConverseStream" || r.ErrorType != "" {
+		t.Errorf("usage record = %+v, want ClientGone for ConverseStream, no error type (not an upstream cut)", r)
 	}
 }
 

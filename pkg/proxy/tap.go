@@ -35,6 +35,9 @@ type responseTap struct {
 	meter  *usage.StreamMeter
 	buf    bytes.Buffer
 	capped bool
+	// end is how reading Bedrock's body ended: io.EOF, or the error that
+	// cut it; nil while it is being read, or if the relay stopped first.
+	end error
 }
 
 // tapResponse is the ReverseProxy's ModifyResponse hook.
@@ -100,6 +103,9 @@ func (b *tappedBody) Read(p []byte) (int, error) {
 		b.idle.Reset(b.idleFor)
 		b.tap.observe(p[:n])
 	}
+	if err != nil {
+		b.tap.ended(err)
+	}
 	return n, err
 }
 
@@ -121,6 +127,28 @@ func (t *responseTap) observe(p []byte) {
 		return
 	}
 	t.buf.Write(p)
+}
+
+// ended notes the first error reading Bedrock's body returned.
+func (t *responseTap) ended(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.end == nil {
+		t.end = err
+	}
+}
+
+// cut reports whether an event stream ended before Bedrock finished it:
+// reading it failed (connection closed or reset mid-body), or it ended
+// inside a frame. A read the gateway itself cancelled (the client went
+// away, the idle timer fired) also fails; finish tells those apart.
+func (t *responseTap) cut() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.meter == nil || t.end == nil {
+		return false
+	}
+	return t.end != io.EOF || t.meter.Pending() > 0
 }
 
 // tokens returns the usage Bedrock reported and, for streams, the

@@ -132,6 +132,15 @@ func (m *StreamMeter) Events() int {
 	return m.events
 }
 
+// Pending returns the number of bytes the meter holds of a frame not yet
+// complete: non-zero when the stream so far ends inside a frame, which at
+// the end of a stream means it was cut short.
+func (m *StreamMeter) Pending() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.buf)
+}
+
 // Err returns the first framing error, which wraps ErrBadFrame, or nil.
 func (m *StreamMeter) Err() error {
 	m.mu.Lock()

@@ -569,6 +569,37 @@ func TestStreamMeterBuffering(t *testing.T) {
 	}
 }
 
+// TestStreamMeterPending: a stream that stops inside a frame leaves its
+// bytes pending, so the proxy can tell a cut stream from a finished one;
+// at a frame boundary nothing is pending, and after a framing error the
+// meter holds nothing.
+func TestStreamMeterPending(t *testing.T) {
+	frames := encodeFrames(t, event("contentBlockDelta", converseDelta), event("metadata", `{"usage":{"inputTokens":3,"outputTokens":4}}`))
+	first := len(encodeFrames(t, event("contentBlockDelta", converseDelta)))
+	for _, tt := range []struct {
+		n    int // bytes of frames written
+		want int
+	}{
+		{0, 0},
+		{5, 5}, // inside the first prelude
+		{first - 1, first - 1},
+		{first, 0},
+		{first + 20, 20},
+		{len(frames), 0},
+	} {
+		m := NewStreamMeter("ConverseStream")
+		m.Write(frames[:tt.n])
+		if got := m.Pending(); got != tt.want {
+			t.Errorf("after %d of %d bytes: Pending() = %d, want %d", tt.n, len(frames), got, tt.want)
+		}
+	}
+	m := NewStreamMeter("ConverseStream")
+	m.Write(bytes.Repeat([]byte{0xff}, 30))
+	if m.Err() == nil || m.Pending() != 0 {
+		t.Errorf("after garbage: Err() = %v, Pending() = %d; want a framing error, 0", m.Err(), m.Pending())
+	}
+}
+
 func TestStreamMeterConcurrentUse(t *testing.T) {
 	tt := meterCases(t)[0]
 	m := NewStreamMeter(tt.op)

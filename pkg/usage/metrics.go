@@ -80,7 +80,7 @@ func (c MetricsConfig) Validate() error {
 }
 
 // Metrics turns Records into Prometheus counters and histograms of
-// requests, tokens, latency and client disconnects. No label carries a user,
+// requests, tokens, latency, client disconnects and upstream stream cuts. No label carries a user,
 // session name, request ID or any value outside the configured sets.
 type Metrics struct {
 	requests    *prometheus.CounterVec   // operation, model, team, tenant, code
@@ -88,6 +88,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec // operation
 	ttfb        *prometheus.HistogramVec // operation
 	disconnects *prometheus.CounterVec   // operation
+	streamCuts  *prometheus.CounterVec   // operation
 
 	teams, tenants, models labelSet
 }
@@ -122,6 +123,13 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 			Name: "bedrock_gateway_client_disconnects_total",
 			Help: "Requests whose client went away before the answer was complete, by operation.",
 		}, []string{"operation"}),
+		// A cut stream's request is 2xx in requests_total (the client got
+		// HTTP 200), so cuts get their own count rather than a label on
+		// every request series.
+		streamCuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_upstream_stream_cuts_total",
+			Help: "Event streams Bedrock ended before finishing them, after HTTP 200 (connection closed or reset, or ended inside a frame), by operation.",
+		}, []string{"operation"}),
 		teams:   newLabelSet(cfg.Teams),
 		tenants: newLabelSet(cfg.Tenants),
 		models:  newLabelSet(cfg.Models),
@@ -130,6 +138,9 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 		m.disconnects.WithLabelValues(op) // export from zero
 	}
 	m.disconnects.WithLabelValues(LabelOther)
+	for _, op := range []string{opConverseStream, opInvokeStream} {
+		m.streamCuts.WithLabelValues(op) // the operations that stream
+	}
 	if cfg.Registerer != nil {
 		if err := m.register(cfg.Registerer); err != nil {
 			return nil, err
@@ -140,7 +151,7 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 
 // register registers every metric on r, or none.
 func (m *Metrics) register(r prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.requests, m.tokens, m.duration, m.ttfb, m.disconnects}
+	cs := []prometheus.Collector{m.requests, m.tokens, m.duration, m.ttfb, m.disconnects, m.streamCuts}
 	for i, c := range cs {
 		if err := r.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -153,7 +164,8 @@ func (m *Metrics) register(r prometheus.Registerer) error {
 }
 
 // Record counts r: one request, its non-zero token counts, its latency and
-// time to first byte when known, and a disconnect if the client went away.
+// time to first byte when known, a disconnect if the client went away, and
+// a cut if Bedrock ended its stream early (ErrorUpstreamStreamCut).
 func (m *Metrics) Record(r Record) {
 	op := operationLabel(r.Operation)
 	model, team, tenant := m.models.value(r.Model), m.teams.value(r.Team), m.tenants.value(r.Tenant)
@@ -184,6 +196,9 @@ func (m *Metrics) Record(r Record) {
 	}
 	if r.ClientGone {
 		m.disconnects.WithLabelValues(op).Inc()
+	}
+	if r.ErrorType == ErrorUpstreamStreamCut {
+		m.streamCuts.WithLabelValues(op).Inc()
 	}
 }
 

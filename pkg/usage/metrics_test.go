@@ -108,6 +108,40 @@ bedrock_gateway_tokens_total{model="other",operation="ConverseStream",team="othe
 	}
 }
 
+// TestMetricsStreamCuts: a stream Bedrock cut is counted by operation, as
+// a 2xx request (the client got HTTP 200) with the tokens metered before
+// the cut; other error types and client disconnects are not cuts.
+func TestMetricsStreamCuts(t *testing.T) {
+	m, reg := newTestMetrics(t, testMetricsConfig)
+	for _, r := range []Record{
+		{Operation: "InvokeModelWithResponseStream", Status: 200, ErrorType: ErrorUpstreamStreamCut, Tokens: Tokens{Input: 12, Output: 1}},
+		{Operation: "InvokeModelWithResponseStream", Status: 200, ErrorType: ErrorUpstreamStreamCut},
+		{Operation: "ConverseStream", Status: 200, ErrorType: "modelStreamErrorException"},
+		{Operation: "ConverseStream", Status: 200, ClientGone: true},
+		{Operation: "ConverseStream", Status: 200, ErrorType: "StreamIdleTimeout"},
+	} {
+		m.Record(r)
+	}
+	want := `
+# HELP bedrock_gateway_upstream_stream_cuts_total Event streams Bedrock ended before finishing them, after HTTP 200 (connection closed or reset, or ended inside a frame), by operation.
+# TYPE bedrock_gateway_upstream_stream_cuts_total counter
+bedrock_gateway_upstream_stream_cuts_total{operation="ConverseStream"} 0
+bedrock_gateway_upstream_stream_cuts_total{operation="InvokeModelWithResponseStream"} 2
+# HELP bedrock_gateway_requests_total Requests handled by the gateway, by operation, model, team, tenant and HTTP status class.
+# TYPE bedrock_gateway_requests_total counter
+bedrock_gateway_requests_total{code="2xx",model="none",operation="ConverseStream",team="none",tenant="none"} 3
+bedrock_gateway_requests_total{code="2xx",model="none",operation="InvokeModelWithResponseStream",team="none",tenant="none"} 2
+# HELP bedrock_gateway_tokens_total Tokens Bedrock reported, by operation, model, team, tenant and type (input, output, cache_read, cache_write).
+# TYPE bedrock_gateway_tokens_total counter
+bedrock_gateway_tokens_total{model="none",operation="InvokeModelWithResponseStream",team="none",tenant="none",type="input"} 12
+bedrock_gateway_tokens_total{model="none",operation="InvokeModelWithResponseStream",team="none",tenant="none",type="output"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"bedrock_gateway_upstream_stream_cuts_total", "bedrock_gateway_requests_total", "bedrock_gateway_tokens_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestMetricsHistograms(t *testing.T) {
 	m, reg := newTestMetrics(t, testMetricsConfig)
 	m.Record(Record{Operation: "ConverseStream", Status: 200, Latency: 12 * time.Second, TimeToFirstByte: 400 * time.Millisecond})
@@ -248,6 +282,9 @@ func TestMetricsCardinality(t *testing.T) {
 			TimeToFirstByte: time.Millisecond,
 			ClientGone:      i%2 == 0,
 		}
+		if i%3 == 0 {
+			r.ErrorType = ErrorUpstreamStreamCut
+		}
 		if i%7 == 0 {
 			r.Team, r.Tenant, r.Model, r.Operation = "", "", "", fmt.Sprintf("Op%d", i)
 		}
@@ -267,8 +304,8 @@ func TestMetricsCardinality(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 5 {
-		t.Errorf("gathered %d metric families, want 5", len(mfs))
+	if len(mfs) != 6 {
+		t.Errorf("gathered %d metric families, want 6", len(mfs))
 	}
 	for _, mf := range mfs {
 		values := map[string]map[string]bool{}

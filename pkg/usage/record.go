@@ -19,6 +19,12 @@ func (t Tokens) Add(u Tokens) Tokens {
 	return Tokens{t.Input + u.Input, t.Output + u.Output, t.CacheRead + u.CacheRead, t.CacheWrite + u.CacheWrite}
 }
 
+// ErrorUpstreamStreamCut is the ErrorType of a request whose event stream
+// Bedrock ended before finishing it, after HTTP 200: the connection was
+// closed or reset, or the body ended inside a frame. Its tokens are those
+// metered before the cut; Bedrock bills at least those.
+const ErrorUpstreamStreamCut = "UpstreamStreamCut"
+
 // Record is what one request through the gateway consumed. Every request
 // that reaches the proxy's routes produces exactly one, refused or not.
 type Record struct {
