@@ -134,19 +134,27 @@ type Options struct {
 
 // New returns the data-plane server: HTTP/1.1, HTTP/2 over TLS (ALPN "h2")
 // and h2c with prior knowledge on a plain listener, which the AWS SDK for
-// JavaScript v3 uses.
+// JavaScript v3 uses. On the connections Serve accepts it also refuses
+// HTTP/1.x requests whose framing is ambiguous (request smuggling): Serve
+// watches their bytes below net/http, which hides the problem from
+// handlers. Served on a listener of the caller's, it cannot.
 func New(h http.Handler, c Config, logger *slog.Logger) *http.Server {
 	c = c.withDefaults()
 	if logger == nil {
 		logger = slog.Default()
 	}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: c.ReadHeaderTimeout,
-		IdleTimeout:       c.IdleTimeout,
-		MaxHeaderBytes:    c.MaxHeaderBytes,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: c.HTTP2MaxConcurrentStreams},
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:     guard(h, logger),
+		ConnContext: connContext,
+		// "OPTIONS *" goes to the handler too, so that guard sees
+		// every HTTP/1.x request: net/http's own answer would keep a
+		// connection the guard wants closed.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            c.ReadHeaderTimeout,
+		IdleTimeout:                  c.IdleTimeout,
+		MaxHeaderBytes:               c.MaxHeaderBytes,
+		HTTP2:                        &http.HTTP2Config{MaxConcurrentStreams: c.HTTP2MaxConcurrentStreams},
+		ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
@@ -172,7 +180,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, c Config, o Opt
 	track := newInflight()
 	srv := New(track.wrap(h), c, log)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// TLS handshakes happen in the listener, bounded as http.Server
+	// bounds them: by the read header timeout.
+	go func() { errc <- srv.Serve(newListener(ln, c.ReadHeaderTimeout, log)) }()
 	select {
 	case err := <-errc:
 		return err
