@@ -9,17 +9,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/logbuf"
 )
 
 // lineWatcher collects output and reports when a pattern first matches.
 type lineWatcher struct {
-	syncBuffer
+	logbuf.Buffer
 	re    *regexp.Regexp
 	found chan []string
 }
 
 func (w *lineWatcher) Write(p []byte) (int, error) {
-	n, err := w.syncBuffer.Write(p)
+	n, err := w.Buffer.Write(p)
 	if m := w.re.FindStringSubmatch(w.String()); m != nil {
 		select {
 		case w.found <- m:

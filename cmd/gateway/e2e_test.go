@@ -27,6 +27,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/devcert"
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/internal/logbuf"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
@@ -47,7 +48,7 @@ type env struct {
 	bedrockURL string
 	client     *http.Client
 	keysFile   string
-	logs       *syncBuffer
+	logs       *logbuf.Buffer
 	keys       map[string]string // user -> plaintext key
 	ledger     string            // usage ledger file
 	dir        string            // config directory
@@ -65,23 +66,6 @@ type env struct {
 	// heldTooLong is set when the hook gave up waiting for release: the
 	// client never saw event 0 while event 1 was held.
 	heldTooLong bool
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startEnv runs `gateway serve` (through run, as main does) over TLS,
@@ -200,7 +184,7 @@ usage:
 	}
 	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "") // sdk sets it while building a client
 
-	e.logs = &syncBuffer{}
+	e.logs = &logbuf.Buffer{}
 	launch := func() {
 		addrs := make(chan [2]string, 2)
 		proc := process{getenv: getenv, stdout: io.Discard, stderr: e.logs,

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -20,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bedrock-gateway/gateway/internal/logbuf"
 )
 
 // TestReadiness: ready once the data listeners serve, not before, and
@@ -47,7 +48,7 @@ func TestSTSHealthChecksEveryInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int64
 		var stsErr atomic.Pointer[error]
-		var logs syncBuffer
+		var logs logbuf.Buffer
 		h := &stsHealth{check: func(context.Context) error {
 			calls.Add(1)
 			if e := stsErr.Load(); e != nil {
@@ -156,22 +157,4 @@ func TestReadyzIgnoresSTS(t *testing.T) {
 	if status, body := get("/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
 		t.Errorf("/readyz while draining = %d %q, want 503 shutting down", status, body)
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

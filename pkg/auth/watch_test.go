@@ -9,35 +9,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/logbuf"
 )
-
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startWatcher starts a watcher of path polling every second, running
 // until the test's bubble ends, and returns it with its log.
-func startWatcher(t *testing.T, path string) (*KeyWatcher, *logBuffer) {
+func startWatcher(t *testing.T, path string) (*KeyWatcher, *logbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	w, err := NewKeyWatcher(path, time.Second, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("NewKeyWatcher() error = %v", err)
