@@ -1,0 +1,78 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/bedrock-gateway/gateway/internal/configtest"
+	"github.com/bedrock-gateway/gateway/internal/fakeclock"
+	"github.com/bedrock-gateway/gateway/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestValidate(t *testing.T) {
+	configtest.Problems(t, DefaultConfig().Validate(), nil)
+	c := DefaultConfig()
+	c.Redis = RedisConfig{URL: "redis://user:secret@host:6379/0", Addresses: []string{"a:1"}, PasswordFile: "p", PasswordEnv: "P"}
+	c.KeyPrefix, c.Timeout = "nocolon", -1
+	configtest.Problems(t, c.Validate(), []string{"timeout: ", "redis: ", "redis.url: ", "redis.password_file: ", "session_key_file: ", "key_prefix: "})
+}
+
+// TestBreaker: with Redis killed, calls fail, the breaker opens after
+// breakerFailures of them and then no call is made until the back-off has
+// passed; with Redis back, the probe closes it and shared mode resumes.
+func TestBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := fakeclock.New()
+	c := DefaultConfig()
+	c.Redis.URL, c.SessionKeyFile, c.Timeout = srv.URL(), "k", 200*time.Millisecond
+	reg := prometheus.NewRegistry()
+	s, err := Open(c, Options{Now: clk.Now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	set := func() error {
+		return s.Do(ctx, "set", func(ctx context.Context, rdb redis.UniversalClient) error {
+			return rdb.Set(ctx, s.Key("probe"), "1", time.Minute).Err()
+		})
+	}
+	if err := set(); err != nil {
+		t.Fatalf("with Redis up: %v", err)
+	}
+	if s.Key("a", "b") != "bedrock-gateway:a:b" {
+		t.Errorf("Key = %q", s.Key("a", "b"))
+	}
+	srv.Kill()
+	for i := range breakerFailures {
+		if err := set(); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d with Redis down = %v, want ErrUnavailable", i, err)
+		}
+	}
+	if !s.Degraded() {
+		t.Fatal("not degraded after failures")
+	}
+	srv.Restart()
+	if err := set(); !errors.Is(err, ErrUnavailable) || !s.Degraded() {
+		t.Errorf("within the back-off: %v, degraded %v; want refused without a call", err, s.Degraded())
+	}
+	clk.Advance(breakerBackoff)
+	if err := set(); err != nil || s.Degraded() {
+		t.Errorf("after the back-off with Redis back: %v, degraded %v; want shared mode", err, s.Degraded())
+	}
+	// A missing key is an answer, not a failure.
+	err = s.Do(ctx, "get", func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.Get(ctx, s.Key("missing")).Err()
+	})
+	if !errors.Is(err, redis.Nil) || s.Degraded() {
+		t.Errorf("GET of a missing key = %v, degraded %v; want redis.Nil and healthy", err, s.Degraded())
+	}
+}
