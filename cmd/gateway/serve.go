@@ -56,7 +56,7 @@ func cmdServe(ctx context.Context, args []string, p process) error {
 		return err
 	}
 	g, err := gateway.New(ctx, cfg, gateway.Options{Credentials: p.awsCredentials, Logger: logger, LogLevel: level,
-		Stdout: p.stdout, Load: load, Version: version})
+		Stdout: p.stdout, Load: load, Getenv: p.getenv, Version: version})
 	if err != nil {
 		return err
 	}

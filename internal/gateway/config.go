@@ -31,6 +31,7 @@ import (
 	"github.com/bedrock-gateway/gateway/internal/endpoint"
 	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/server"
@@ -75,6 +76,9 @@ type Config struct {
 	// Async configures the record of who started each asynchronous
 	// invocation.
 	Async AsyncConfig `yaml:"async"`
+	// Fleet shares the STS budget, sessions and limits between replicas
+	// through Redis. Off unless fleet.redis is set.
+	Fleet fleet.Config `yaml:"fleet"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 
@@ -234,6 +238,7 @@ func Default() Config {
 			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate},
 		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups},
 		Async: AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
+		Fleet: fleet.DefaultConfig(),
 		Log:   LogConfig{Level: "info", Format: "json"},
 	}
 }
@@ -369,6 +374,7 @@ func (c *Config) Validate() error {
 	}, c.sessionCacheConfig().Validate())
 	under(block("auth"), c.Auth.Validate())
 	under(block("policy"), c.Policy.Validate())
+	under(block("fleet"), c.Fleet.Validate())
 	under(block("proxy"), c.proxySettings().Validate())
 	under(block("usage"), c.ledgerConfig().Validate())
 	under(block("usage"), c.metricsConfig().Validate())

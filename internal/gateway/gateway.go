@@ -22,6 +22,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
@@ -54,6 +55,9 @@ type Options struct {
 	// Load re-reads the configuration for Reload (the file, with flag
 	// overrides applied). Without it Reload fails.
 	Load func() (*Config, error)
+	// Getenv reads the environment variables the config names
+	// (fleet.redis.password_env). Default os.Getenv.
+	Getenv func(string) string
 	// Version is reported in bedrock_gateway_build_info and sent upstream
 	// in the User-Agent.
 	Version string
@@ -85,6 +89,7 @@ type Gateway struct {
 	cache     *sessioncache.Cache
 	limiter   *limits.Limiter
 	endpoint  *url.URL
+	fleet     *fleet.Store   // nil unless fleet mode is on
 	roots     *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
 	sinks     usage.Sinks
 	ledger    *usage.Ledger // nil when usage.ledger is off
@@ -158,6 +163,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 			return nil, err
 		}
 		g.sinks = append(g.sinks, g.ledger)
+	}
+	if cfg.Fleet.Enabled() {
+		if g.fleet, err = g.openFleet(); err != nil {
+			return nil, err
+		}
+		closers = append(closers, g.closeFleet)
 	}
 	if g.owners, err = g.openOwners(); err != nil {
 		return nil, err
@@ -283,6 +294,29 @@ func (g *Gateway) Close(timeout time.Duration) {
 	g.cache.Close()
 	g.closeLedger()
 	g.closeOwners()
+	g.closeFleet()
+}
+
+// openFleet connects to the fleet's Redis. It does not wait for Redis: a
+// replica starts degraded, on local state, while Redis is down.
+func (g *Gateway) openFleet() (*fleet.Store, error) {
+	getenv := g.opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s, err := fleet.Open(g.cfg.Fleet, fleet.Options{Getenv: getenv, Path: g.cfg.Path, Registerer: g.reg, Logger: g.log})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	g.log.Info("fleet mode: STS budget, sessions and limits are shared through Redis", "key_prefix", g.cfg.Fleet.KeyPrefix)
+	return s, nil
+}
+
+func (g *Gateway) closeFleet() {
+	if g.fleet != nil {
+		g.fleet.Close()
+		g.fleet = nil
+	}
 }
 
 func (g *Gateway) stopHealthChecks() {

@@ -26,6 +26,7 @@ func restartOnly(c *Config) []struct {
 		{"sts", &c.STS},
 		{"usage", &c.Usage},
 		{"async", &c.Async},
+		{"fleet", &c.Fleet},
 		{"log.format", &c.Log.Format},
 	}
 }
