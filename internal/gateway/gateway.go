@@ -81,23 +81,27 @@ type Options struct {
 // verifier, the session naming rules, the policy and the proxy with its
 // upstream transport.
 type Gateway struct {
-	cfg       *Config // the running config; restart-only settings never change
-	opts      Options
-	log       *slog.Logger
-	reg       *prometheus.Registry
-	sts       *sts.Client
-	cache     *sessioncache.Cache
-	limiter   *limits.Limiter
-	endpoint  *url.URL
-	fleet     *fleet.Store   // nil unless fleet mode is on
-	roots     *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
-	sinks     usage.Sinks
-	ledger    *usage.Ledger // nil when usage.ledger is off
-	owners    *asyncjobs.Store
-	metrics   *proxy.Metrics
-	ops       *opsMetrics
-	ready     *readiness
-	stsHealth *stsHealth
+	cfg     *Config // the running config; restart-only settings never change
+	opts    Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	sts     *sts.Client
+	cache   *sessioncache.Cache
+	limiter *limits.Limiter
+	// policyLimiter enforces limits: limiter alone, or in fleet mode the
+	// fleet limiter in front of it.
+	policyLimiter policy.Limiter
+	fleetLimits   *fleet.Limiter // nil unless fleet mode is on
+	endpoint      *url.URL
+	fleet         *fleet.Store   // nil unless fleet mode is on
+	roots         *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
+	sinks         usage.Sinks
+	ledger        *usage.Ledger // nil when usage.ledger is off
+	owners        *asyncjobs.Store
+	metrics       *proxy.Metrics
+	ops           *opsMetrics
+	ready         *readiness
+	stsHealth     *stsHealth
 	// stopHealth stops the STS health checks; healthDone is closed when
 	// they have.
 	stopHealth context.CancelFunc
@@ -177,8 +181,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 	if g.limiter, err = limits.New(limits.Config{Size: cfg.SessionCache.Size}); err != nil {
 		return nil, err
 	}
+	g.policyLimiter = g.limiter
 	sc := cfg.sessionCacheConfig()
 	sc.STS, sc.Registerer = g.sts, g.reg
+	if g.fleet != nil {
+		if err := g.shareState(&sc); err != nil {
+			return nil, err
+		}
+		if sc.Shared, err = g.sharedSessions(); err != nil {
+			return nil, err
+		}
+	}
 	if g.cache, err = sessioncache.New(sc); err != nil {
 		return nil, err
 	}
@@ -297,6 +310,40 @@ func (g *Gateway) Close(timeout time.Duration) {
 	g.closeFleet()
 }
 
+// shareState puts the fleet's shared STS budget and limits in place of
+// the replica's own (each falls back to them while Redis is unavailable).
+func (g *Gateway) shareState(sc *sessioncache.Config) error {
+	rate, share := sc.Rate, sc.NewSessionShare
+	if rate == 0 {
+		rate = sessioncache.DefaultRate
+	}
+	if share == 0 {
+		share = sessioncache.DefaultNewSessionShare
+	}
+	replicas := g.cfg.Fleet.ExpectedReplicas
+	if replicas == 0 {
+		replicas = fleet.DefaultExpectedReplicas
+	}
+	wait, cooldown := sc.AdmissionWait, sc.ThrottleCooldown
+	if wait == 0 {
+		wait = sessioncache.DefaultAdmissionWait
+	}
+	if cooldown == 0 {
+		cooldown = sessioncache.DefaultThrottleCooldown
+	}
+	budget, err := fleet.NewBudget(g.fleet, fleet.BudgetConfig{Rate: rate, NewSessionShare: share, AdmissionWait: wait,
+		ThrottleCooldown: cooldown, LocalRate: rate / float64(replicas), Registerer: g.reg})
+	if err != nil {
+		return err
+	}
+	sc.Budget = budget
+	if g.fleetLimits, err = fleet.NewLimiter(g.fleet, g.limiter, g.reg); err != nil {
+		return err
+	}
+	g.policyLimiter = g.fleetLimits
+	return nil
+}
+
 // openFleet connects to the fleet's Redis. It does not wait for Redis: a
 // replica starts degraded, on local state, while Redis is down.
 func (g *Gateway) openFleet() (*fleet.Store, error) {
@@ -313,6 +360,9 @@ func (g *Gateway) openFleet() (*fleet.Store, error) {
 }
 
 func (g *Gateway) closeFleet() {
+	if g.fleetLimits != nil {
+		g.fleetLimits.Flush() // token spends still on their way to Redis
+	}
 	if g.fleet != nil {
 		g.fleet.Close()
 		g.fleet = nil
@@ -399,7 +449,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	pol, err := policy.New(cfg.Policy, g.limiter)
+	pol, err := policy.New(cfg.Policy, g.policyLimiter)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -32,14 +33,24 @@ const (
 	DefaultExpectedReplicas = 2
 )
 
-// Breaker schedule: after breakerFailures consecutive failed calls the
-// store stops calling Redis for breakerBackoff, doubling up to
-// maxBreakerBackoff while probes fail.
+// Breaker schedule: after at least breakerFailures failed calls spread
+// over breakerWindow with no success in between, the store stops calling
+// Redis for breakerBackoff, doubling up to maxBreakerBackoff while probes
+// fail. The window keeps a burst of slow answers under load (a login
+// storm on a busy replica) from passing for an outage: as long as some
+// calls succeed, the fleet stays shared.
 const (
 	breakerFailures   = 3
+	breakerWindow     = time.Second
 	breakerBackoff    = time.Second
 	maxBreakerBackoff = 10 * time.Second
 )
+
+// poolSize is the most connections a replica opens to Redis.
+const poolSize = 256
+
+// maxCallTimeout bounds any Redis call, whatever DoWithin is given.
+const maxCallTimeout = 2 * time.Second
 
 // ErrUnavailable: Redis did not answer in time, failed, or the breaker is
 // open. Callers fall back to local behaviour.
@@ -155,7 +166,8 @@ type Store struct {
 	m       *storeMetrics
 
 	mu        sync.Mutex
-	failures  int           // consecutive failed calls
+	failures  int           // failed calls since the last success
+	firstFail time.Time     // when the first of them failed
 	openUntil time.Time     // breaker open until then; zero: closed
 	backoff   time.Duration // current open period
 	probing   bool          // a probe call is in flight
@@ -191,8 +203,18 @@ func Open(cfg Config, o Options) (*Store, error) {
 	}
 	uo := &redis.UniversalOptions{
 		Username: username, Password: password,
-		DialTimeout: 4 * cfg.Timeout, ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout,
-		MaxRetries: -1, // a failed call falls back at once; the breaker decides when to retry
+		// Each call's own deadline (Do) bounds it; the socket timeouts are
+		// only a backstop for calls allowed longer than cfg.Timeout.
+		DialTimeout: 4 * cfg.Timeout, ReadTimeout: maxCallTimeout, WriteTimeout: maxCallTimeout,
+		ContextTimeoutEnabled: true, PoolTimeout: maxCallTimeout,
+		// One dial attempt: a refused connection is an answer (Redis is
+		// down), not something to retry inside a request.
+		DialerRetries: 1,
+		MaxRetries:    -1, // a failed call falls back at once; the breaker decides when to retry
+		// A login storm puts thousands of callers on Redis at once; a pool
+		// too small for them turns waiting for a connection into timeouts
+		// that look like Redis failing.
+		PoolSize: poolSize,
 	}
 	if cfg.Redis.URL != "" {
 		opts, err := redis.ParseURL(cfg.Redis.URL)
@@ -250,12 +272,20 @@ func (s *Store) Client() redis.UniversalClient { return s.rdb }
 // is being avoided; redis.Nil and other answers from Redis count as
 // success. op names the call in metrics.
 func (s *Store) Do(ctx context.Context, op string, f func(ctx context.Context, rdb redis.UniversalClient) error) error {
+	return s.DoWithin(ctx, op, s.timeout, f)
+}
+
+// DoWithin is Do with its own per-call timeout (at most maxCallTimeout),
+// for a call whose fallback costs more than waiting: the STS budget, where
+// a replica that gives up on Redis under load would admit on its local
+// share on top of the fleet's.
+func (s *Store) DoWithin(ctx context.Context, op string, timeout time.Duration, f func(ctx context.Context, rdb redis.UniversalClient) error) error {
 	probe, ok := s.admit()
 	if !ok {
 		s.m.errors.WithLabelValues(op, "breaker").Inc()
 		return fmt.Errorf("%w: breaker open", ErrUnavailable)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, min(timeout, maxCallTimeout))
 	defer cancel()
 	start := s.now()
 	err := f(cctx, s.rdb)
@@ -313,10 +343,18 @@ func (s *Store) failed(probe bool, err error) {
 		s.openUntil = s.now().Add(s.backoff)
 		return
 	}
+	now := s.now()
+	if s.failures == 0 {
+		s.firstFail = now
+	}
 	s.failures++
-	if s.openUntil.IsZero() && s.failures >= breakerFailures {
+	// A refused or failed dial is Redis gone, not Redis slow: no need to
+	// wait out the window.
+	var oe *net.OpError
+	dialFailed := errors.As(err, &oe) && oe.Op == "dial"
+	if s.openUntil.IsZero() && s.failures >= breakerFailures && (dialFailed || now.Sub(s.firstFail) >= breakerWindow) {
 		s.backoff = breakerBackoff
-		s.openUntil = s.now().Add(s.backoff)
+		s.openUntil = now.Add(s.backoff)
 		s.log.Warn("fleet: Redis unreachable; this replica runs degraded on local state until it answers", "error", err)
 	}
 }

@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +60,7 @@ func TestBreaker(t *testing.T) {
 		}
 	}
 	if !s.Degraded() {
-		t.Fatal("not degraded after failures")
+		t.Fatal("not degraded after refused connections")
 	}
 	srv.Restart()
 	if err := set(); !errors.Is(err, ErrUnavailable) || !s.Degraded() {
@@ -74,5 +76,64 @@ func TestBreaker(t *testing.T) {
 	})
 	if !errors.Is(err, redis.Nil) || s.Degraded() {
 		t.Errorf("GET of a missing key = %v, degraded %v; want redis.Nil and healthy", err, s.Degraded())
+	}
+}
+
+// TestBreakerSlowIsNotDown: calls that time out (a Redis that accepts but
+// does not answer, or one slowed by load) open the breaker only once they
+// have gone on for breakerWindow with no success in between.
+func TestBreakerSlowIsNotDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	clk := fakeclock.New()
+	c := DefaultConfig()
+	c.Redis.URL, c.SessionKeyFile, c.Timeout = "redis://"+ln.Addr().String()+"/0", "k", 20*time.Millisecond
+	s, err := Open(c, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ping := func() error {
+		return s.Do(context.Background(), "ping", func(ctx context.Context, rdb redis.UniversalClient) error {
+			return rdb.Ping(ctx).Err()
+		})
+	}
+	for i := range breakerFailures + 2 {
+		if err := ping(); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d to a silent Redis = %v, want ErrUnavailable", i, err)
+		}
+	}
+	if s.Degraded() {
+		t.Fatal("degraded after a burst of timeouts within the window: slow is not down")
+	}
+	clk.Advance(breakerWindow)
+	if err := ping(); !errors.Is(err, ErrUnavailable) || !s.Degraded() {
+		t.Fatalf("timeouts for a whole window: %v, degraded %v; want the breaker open", err, s.Degraded())
 	}
 }

@@ -2,10 +2,12 @@
 // key (an identity or a tenant), answering how long a refused caller should
 // wait so the proxy can reply 429 ThrottlingException with Retry-After.
 //
-// Limits are per gateway replica: each replica keeps its own buckets in
-// memory, so N replicas together admit up to N times a rule. Memory is
-// bounded: buckets live in an LRU of configured size, and a key evicted
-// from it starts again with a full bucket.
+// A Limiter is per gateway replica: each replica keeps its own buckets in
+// memory, so N replicas together admit up to N times a rule (pkg/fleet's
+// Limiter shares the buckets through Redis, and falls back to this one
+// while Redis is unreachable). Memory is bounded: buckets live in an LRU
+// of configured size, and a key evicted from it starts again with a full
+// bucket.
 package limits
 
 import (
@@ -23,11 +25,12 @@ import (
 // zero.
 const DefaultSize = 10000
 
-// maxDebtMinutes bounds how far Spend can push a token budget below zero:
+// MaxDebtMinutes bounds how far Spend can push a token budget below zero:
 // at most this many minutes of the rule's TokensPerMinute. One enormous
 // response then locks its key out for at most about an hour instead of
-// for ever, and Spend's work stays bounded.
-const maxDebtMinutes = 60
+// for ever, and Spend's work stays bounded. Exported so that pkg/fleet's
+// Limiter bounds debt the same way.
+const MaxDebtMinutes = 60
 
 // LimitRule is a limit applied to one key. The zero value is unlimited, and
 // each dimension is independent: a zero RequestsPerSecond leaves requests
@@ -51,8 +54,9 @@ type LimitRule struct {
 // IsZero reports whether r limits nothing.
 func (r LimitRule) IsZero() bool { return r.RequestsPerSecond == 0 && r.TokensPerMinute == 0 }
 
-// burst is the request bucket capacity r implies.
-func (r LimitRule) burst() int {
+// EffectiveBurst is the request bucket's capacity under r: Burst, or
+// max(1, ceil(RequestsPerSecond)) when Burst is 0.
+func (r LimitRule) EffectiveBurst() int {
 	if r.Burst > 0 {
 		return r.Burst
 	}
@@ -151,7 +155,7 @@ func (l *Limiter) entry(key string) *buckets {
 // already taken. l.mu must be held.
 func (l *Limiter) reqBucket(now time.Time, key string, rule LimitRule) *rate.Limiter {
 	b := l.entry(key)
-	r, burst := rule.RequestsPerSecond, rule.burst()
+	r, burst := rule.RequestsPerSecond, rule.EffectiveBurst()
 	switch {
 	case b.req == nil:
 		b.req = rate.NewLimiter(rate.Limit(r), burst)
@@ -212,7 +216,11 @@ func (l *Limiter) Allow(key string, rule LimitRule) (ok bool, retryAfter time.Du
 func (l *Limiter) AllowAll(checks ...Check) (ok bool, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	return l.allowAll(l.now(), checks)
+}
+
+// allowAll is AllowAll at now. l.mu must be held.
+func (l *Limiter) allowAll(now time.Time, checks []Check) (ok bool, retryAfter time.Duration) {
 	lims := make([]*rate.Limiter, 0, len(checks))
 	for _, c := range checks {
 		if c.Rule.RequestsPerSecond <= 0 {
@@ -229,6 +237,45 @@ func (l *Limiter) AllowAll(checks ...Check) (ok bool, retryAfter time.Duration) 
 		lim.AllowN(now, 1) // cannot fail: each holds >= 1 token, under l.mu
 	}
 	return true, 0
+}
+
+// Verdict is Admit's answer.
+type Verdict struct {
+	// OK reports that the request is admitted.
+	OK bool
+	// RetryAfter is, when refused, how long until the refusing limit
+	// would admit the request (> 0; round it up to whole seconds for
+	// Retry-After).
+	RetryAfter time.Duration
+	// TokenKey is the key whose token budget refused the request; ""
+	// when the request buckets refused it (they answer together, see
+	// AllowAll) or when it is admitted.
+	TokenKey string
+}
+
+// Admit is what a gateway asks before each request, in one step (one
+// Redis round trip for pkg/fleet's Limiter): AllowAll(checks...), then,
+// if that admitted, AllowTokens for each check in order, the first
+// exhausted budget refusing. A refusal by the request buckets takes
+// nothing from any of them; a refusal by a token budget keeps the request
+// taken from them, as when AllowAll and AllowTokens are called one after
+// the other.
+func (l *Limiter) Admit(checks ...Check) Verdict {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if ok, retryAfter := l.allowAll(now, checks); !ok {
+		return Verdict{RetryAfter: retryAfter}
+	}
+	for _, c := range checks {
+		if c.Rule.TokensPerMinute <= 0 {
+			continue
+		}
+		if d := wait(l.tokBucket(now, c.Key, c.Rule), now); d > 0 {
+			return Verdict{RetryAfter: d, TokenKey: c.Key}
+		}
+	}
+	return Verdict{OK: true}
 }
 
 // AllowTokens reports whether key's token budget under rule is not
@@ -269,7 +316,7 @@ func (l *Limiter) Spend(key string, rule LimitRule, tokens int64) {
 	lim := l.tokBucket(now, key, rule)
 	// ReserveN refuses n above the burst, so spend in burst-sized
 	// chunks, each of which succeeds and may take the bucket negative.
-	floor := -float64(maxDebtMinutes) * float64(rule.TokensPerMinute)
+	floor := -float64(MaxDebtMinutes) * float64(rule.TokensPerMinute)
 	for tokens > 0 {
 		n := min(tokens, rule.TokensPerMinute)
 		if lim.TokensAt(now)-float64(n) < floor {

@@ -195,6 +195,40 @@ func TestAllowAll(t *testing.T) {
 	}
 }
 
+// TestAdmit: Admit answers as AllowAll followed by AllowTokens for each
+// check, and names the token budget that refused.
+func TestAdmit(t *testing.T) {
+	l, c := newLimiter(t, 0)
+	id := LimitRule{RequestsPerSecond: 1, Burst: 3, TokensPerMinute: 600}
+	tenant := LimitRule{RequestsPerSecond: 1, Burst: 2, TokensPerMinute: 60}
+	checks := []Check{{"id:alice", id}, {"tenant:acme", tenant}}
+	if v := l.Admit(checks...); v != (Verdict{OK: true}) {
+		t.Fatalf("Admit() = %+v, want OK", v)
+	}
+	// The tenant's budget in debt: refused by it, after the request was
+	// taken from both request buckets.
+	l.Spend("tenant:acme", tenant, 61)
+	if v := l.Admit(checks...); v.OK || v.TokenKey != "tenant:acme" || !near(v.RetryAfter, 2*time.Second) {
+		t.Errorf("Admit() with the tenant's budget in debt = %+v, want refused by tenant:acme, 2s", v)
+	}
+	l.Spend("id:alice", id, 600)
+	if v := l.Admit(Check{"id:alice", id}); v.OK || v.TokenKey != "id:alice" || !near(v.RetryAfter, 100*time.Millisecond) {
+		t.Errorf("Admit(id) with its budget spent = %+v, want refused by id:alice, 100ms", v)
+	}
+	// Three requests taken from alice's burst of 3: the request buckets
+	// refuse first, naming no budget.
+	if v := l.Admit(checks...); v.OK || v.TokenKey != "" || !near(v.RetryAfter, time.Second) {
+		t.Errorf("Admit() with alice's requests used up = %+v, want refused by the request buckets, 1s", v)
+	}
+	c.Advance(2 * time.Second)
+	if v := l.Admit(checks...); !v.OK {
+		t.Errorf("Admit() 2s later = %+v, want OK", v)
+	}
+	if v := l.Admit(); !v.OK {
+		t.Errorf("Admit() of no checks = %+v, want OK", v)
+	}
+}
+
 // TestRuleChange: a changed rule applies to an existing key at once,
 // without handing out a fresh bucket.
 func TestRuleChange(t *testing.T) {

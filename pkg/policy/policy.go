@@ -17,20 +17,35 @@ import (
 // for concurrent use as long as the Config given to New is not modified.
 type Policy struct {
 	cfg     Config
-	limiter *limits.Limiter
+	limiter Limiter
+}
+
+// Limiter holds the request and token buckets that Admit and Spent use:
+// a *limits.Limiter keeps them in this replica's memory, pkg/fleet's
+// Limiter shares them between replicas through Redis. Both must be safe
+// for concurrent use.
+type Limiter interface {
+	// Admit takes one request from every check's request bucket or from
+	// none, then checks each check's token budget, in one step (see
+	// limits.Limiter.Admit).
+	Admit(checks ...limits.Check) limits.Verdict
+	// Spend charges tokens to key's budget under rule, into debt if need
+	// be (see limits.Limiter.Spend).
+	Spend(key string, rule limits.LimitRule, tokens int64)
 }
 
 // New validates cfg and returns a Policy for it. The error joins every
 // problem in cfg.
 //
-// limiter holds the request and token buckets and is required even when
-// cfg limits nothing. It is passed in rather than made here because it
-// must outlive config reloads: a reload builds a new Policy with the same
-// limiter, so that reloading does not hand every caller a fresh budget
-// (and a config that adds limits later starts from what was spent). With
-// one limiter always given there is no "limits silently not enforced"
-// case to get wrong.
-func New(cfg Config, limiter *limits.Limiter) (*Policy, error) {
+// limiter holds the request and token buckets (a *limits.Limiter, or
+// pkg/fleet's Limiter to share them between replicas) and is required
+// even when cfg limits nothing. It is passed in rather than made here
+// because it must outlive config reloads: a reload builds a new Policy
+// with the same limiter, so that reloading does not hand every caller a
+// fresh budget (and a config that adds limits later starts from what was
+// spent). With one limiter always given there is no "limits silently not
+// enforced" case to get wrong.
+func New(cfg Config, limiter Limiter) (*Policy, error) {
 	if limiter == nil {
 		return nil, errors.New("policy: nil limiter")
 	}
@@ -152,18 +167,17 @@ func (p *Policy) Admit(id auth.Identity, operation, model string) error {
 	if tenantKey != "" {
 		checks = append(checks, limits.Check{Key: tenantKey, Rule: tenantRule})
 	}
-	if ok, wait := p.limiter.AllowAll(checks...); !ok {
-		return &ThrottledError{Scope: "identity or tenant", RetryAfter: wait}
+	v := p.limiter.Admit(checks...)
+	switch {
+	case v.OK:
+		return nil
+	case v.TokenKey == "":
+		return &ThrottledError{Scope: "identity or tenant", RetryAfter: v.RetryAfter}
+	case v.TokenKey == tenantKey:
+		return &ThrottledError{Scope: "tenant", RetryAfter: v.RetryAfter}
+	default:
+		return &ThrottledError{Scope: "identity", RetryAfter: v.RetryAfter}
 	}
-	if ok, wait := p.limiter.AllowTokens(idKey, idRule); !ok {
-		return &ThrottledError{Scope: "identity", RetryAfter: wait}
-	}
-	if tenantKey != "" {
-		if ok, wait := p.limiter.AllowTokens(tenantKey, tenantRule); !ok {
-			return &ThrottledError{Scope: "tenant", RetryAfter: wait}
-		}
-	}
-	return nil
 }
 
 // Spent charges a request's tokens (input, output and both cache counts)

@@ -31,7 +31,7 @@ func newLimiter(t *testing.T, clk *fakeclock.Clock) *limits.Limiter {
 	return l
 }
 
-func mustPolicy(t *testing.T, cfg Config, l *limits.Limiter) *Policy {
+func mustPolicy(t *testing.T, cfg Config, l Limiter) *Policy {
 	t.Helper()
 	if l == nil {
 		l = newLimiter(t, nil)
@@ -358,6 +358,46 @@ func TestAdmitTenantTokenBudget(t *testing.T) {
 	p.Spent(u1, usage.Tokens{Input: 60, Output: 1})
 	if got := admitAll(p, haiku, u2, auth.Identity{User: "u3", Tenant: "globex"}); !cmp.Equal(got, []string{"throttled(tenant, 2s)", "ok"}) {
 		t.Errorf("Admit(u2 of acme, u3 of globex) = %v, want [throttled(tenant, 2s) ok]", got)
+	}
+}
+
+// stubLimiter answers Admit with verdict and records what it was asked.
+type stubLimiter struct {
+	verdict limits.Verdict
+	admits  [][]limits.Check
+}
+
+func (s *stubLimiter) Admit(checks ...limits.Check) limits.Verdict {
+	s.admits = append(s.admits, checks)
+	return s.verdict
+}
+
+func (s *stubLimiter) Spend(string, limits.LimitRule, int64) {}
+
+// TestAdmitVerdicts: Admit asks its Limiter once, with the caller's and
+// the tenant's checks, and turns the verdict into the refusal's scope and
+// Retry-After (any Limiter: pkg/fleet's answers from Redis).
+func TestAdmitVerdicts(t *testing.T) {
+	cfg := Config{Limits: limits.LimitRule{RequestsPerSecond: 1}, TenantLimits: limits.LimitRule{TokensPerMinute: 60}}
+	id := auth.Identity{User: "alice", Tenant: "acme"}
+	tests := []struct {
+		verdict limits.Verdict
+		want    string
+	}{
+		{limits.Verdict{OK: true}, "ok"},
+		{limits.Verdict{RetryAfter: 1500 * time.Millisecond}, "throttled(identity or tenant, 1.5s)"},
+		{limits.Verdict{RetryAfter: time.Minute, TokenKey: "id:alice"}, "throttled(identity, 1m0s)"},
+		{limits.Verdict{RetryAfter: 2 * time.Second, TokenKey: "tenant:acme"}, "throttled(tenant, 2s)"},
+	}
+	for _, tt := range tests {
+		l := &stubLimiter{verdict: tt.verdict}
+		if got := outcome(mustPolicy(t, cfg, l).Admit(id, "Converse", haiku)); got != tt.want {
+			t.Errorf("Admit() with verdict %+v = %s, want %s", tt.verdict, got, tt.want)
+		}
+		want := [][]limits.Check{{{Key: "id:alice", Rule: cfg.Limits}, {Key: "tenant:acme", Rule: cfg.TenantLimits}}}
+		if diff := cmp.Diff(want, l.admits); diff != "" {
+			t.Errorf("Limiter.Admit calls mismatch (-want +got):\n%s", diff)
+		}
 	}
 }
 

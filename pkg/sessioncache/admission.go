@@ -76,6 +76,10 @@ type admission struct {
 	lowered    bool
 	restoreAt  time.Time
 	throttleFn func(perSecond float64) // reports the current budget, for metrics
+
+	// budget, if set (Config.Budget), admits every call instead of the
+	// buckets above: the fleet's budget, shared by all replicas.
+	budget Budget
 }
 
 // bucket returns refill rate and burst whose sum is perSecond: a bucket
@@ -110,6 +114,9 @@ func newAdmission(perSecond, newShare float64, maxWait, cooldown time.Duration, 
 // session) maxWait would be exceeded, in which case it returns an
 // *OverloadedError at once rather than sleeping first.
 func (a *admission) wait(ctx context.Context, c class) error {
+	if a.budget != nil {
+		return a.waitBudget(ctx, c)
+	}
 	start := a.now()
 	a.restoreIfDue(start)
 	deadline := time.Time{}
@@ -158,6 +165,10 @@ func (a *admission) reserve(ctx context.Context, lim *rate.Limiter, deadline tim
 // of the account, and all of them must back off together. Further
 // throttling during the cooldown extends it.
 func (a *admission) throttled() {
+	if a.budget != nil {
+		a.throttledBudget()
+		return
+	}
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -22,6 +22,12 @@
 // says when to retry. While STS is unreachable, cached credentials keep
 // serving until a minute before they expire.
 //
+// With a Shared store (a fleet of replicas on Redis), a local miss or
+// renewal first looks there, and one replica per session calls STS under a
+// fleet-wide lock while the others wait for its session; the local LRU
+// stays in front, so a hit costs no Redis call, and a store that fails
+// leaves the cache working as it does alone.
+//
 // Get never returns credentials other than the ones STS issued for exactly
 // the requested spec: on any failure it returns an error, never the gateway's
 // own credentials and never zero credentials with a nil error.
@@ -74,8 +80,14 @@ const (
 	// before the caller gets 503.
 	DefaultAdmissionWait = 2 * time.Second
 	// DefaultRefreshBefore is how long before a session goes stale its
-	// background refresh starts, plus up to DefaultRefreshJitter.
-	DefaultRefreshBefore = 10 * time.Minute
+	// background refresh starts, plus up to DefaultRefreshJitter. With
+	// one-hour sessions and the 5m margin, renewal comes 45 to 50 minutes
+	// after issue: an active user costs 4 AssumeRole calls in 3 hours
+	// (at 0, ~48, ~96, ~144 minutes), not 5 as with renewal at ~43, while
+	// a renewal still has 5 to 10 minutes (10 to 20 retries, see
+	// refreshRetry) before the session goes stale, and STS outages are
+	// then bridged until a minute before expiry.
+	DefaultRefreshBefore = 5 * time.Minute
 	// DefaultRefreshJitter spreads refreshes of sessions created together.
 	DefaultRefreshJitter = 5 * time.Minute
 	// DefaultNegativeTTL is how long an STS refusal (AccessDenied,
@@ -158,6 +170,16 @@ type Config struct {
 	// Registerer receives the cache's Prometheus metrics. Optional; nil
 	// means no metrics are registered.
 	Registerer prometheus.Registerer
+	// Shared is the fleet's shared session store (pkg/fleet's Sessions):
+	// a local miss or renewal reads it before calling STS, and one
+	// replica at a time calls STS per session. Optional; nil means this
+	// process assumes its own sessions. Its failures never fail a Get.
+	Shared Shared
+	// Budget is the fleet's STS budget (pkg/fleet's Budget), which every
+	// AssumeRole passes instead of this process's own: Rate,
+	// NewSessionShare, AdmissionWait and ThrottleCooldown are then the
+	// Budget's business. Optional; nil means this process's own budget.
+	Budget Budget
 }
 
 // Cache hands out STS credentials per session spec. It is safe for
@@ -178,6 +200,8 @@ type Cache struct {
 	adm      *admission
 	br       *breaker
 	m        *metrics
+	shared   Shared         // nil without a fleet
+	sm       *sharedMetrics // registered only with shared
 
 	// root ends background work at Close.
 	root   context.Context
@@ -300,8 +324,8 @@ func New(cfg Config) (*Cache, error) {
 		orDefault(cfg.AdmissionWait, DefaultAdmissionWait), orDefault(cfg.ThrottleCooldown, DefaultThrottleCooldown), c.now)
 	c.root, c.cancel = context.WithCancel(context.Background())
 	c.m = newMetrics(l.Len, c.minRemaining)
-	c.adm.throttleFn = c.m.admissionRate.Set
-	c.m.admissionRate.Set(c.adm.allRate)
+	c.adm.throttleFn, c.adm.budget = c.m.admissionRate.Set, cfg.Budget
+	c.m.admissionRate.Set(c.adm.rate())
 	c.br = &breaker{setOpen: func(open bool) {
 		if open {
 			c.m.breakerOpen.Set(1)
@@ -309,8 +333,17 @@ func New(cfg Config) (*Cache, error) {
 			c.m.breakerOpen.Set(0)
 		}
 	}}
+	c.shared, c.sm = cfg.Shared, newSharedMetrics()
 	if cfg.Registerer != nil {
+		if c.shared != nil {
+			if err := c.sm.register(cfg.Registerer); err != nil {
+				return nil, fmt.Errorf("sessioncache: %w", err)
+			}
+		}
 		if err := c.m.register(cfg.Registerer); err != nil {
+			if c.shared != nil {
+				c.sm.unregister(cfg.Registerer)
+			}
 			return nil, fmt.Errorf("sessioncache: %w", err)
 		}
 	}
@@ -409,8 +442,12 @@ func (c *Cache) refreshInBackground(key string, spec tenancy.SessionSpec, old *e
 		defer c.wg.Done()
 		defer old.refreshing.Store(false)
 		ch := c.flights.DoChan(key, func() (any, error) {
-			// Done if someone else already replaced old.
-			return c.fill(c.root, key, spec, classActive, func(e *entry, now time.Time) bool { return e != old && e.fresh(now) })
+			// Done if someone else already replaced old: a flight here,
+			// or another replica (the shared store), whose session is
+			// then newer than old, not old itself read back.
+			return c.fill(c.root, key, spec, classActive, func(e *entry, now time.Time) bool {
+				return e != old && e.creds.Expires.After(old.creds.Expires) && e.fresh(now)
+			})
 		})
 		select {
 		case r := <-ch:
@@ -440,11 +477,10 @@ func (c *Cache) Close() {
 func (c *Cache) Len() int { return c.lru.Len() }
 
 // fill runs inside the flight for key: it re-checks the cache and the
-// remembered answers (another flight may have ended since), asks the
-// breaker, then calls STS and stores the result. A refusal STS will repeat
-// (AccessDenied, ValidationError) is remembered for NegativeTTL; a
-// transient failure for its back-off. Both kinds of answer tell the
-// breaker whether STS is answering.
+// remembered answers (another flight may have ended since), then gets the
+// session from the shared store if there is one (fillShared), else from
+// STS (fillFromSTS). done says whether an entry found on the way is the
+// one this fill is for.
 func (c *Cache) fill(ctx context.Context, key string, spec tenancy.SessionSpec, cls class, done func(*entry, time.Time) bool) (*entry, error) {
 	now := c.now()
 	if e, ok := c.lru.Peek(key); ok && done(e, now) {
@@ -453,6 +489,18 @@ func (c *Cache) fill(ctx context.Context, key string, spec tenancy.SessionSpec, 
 	if err := c.remembered(key, now); err != nil {
 		return nil, err
 	}
+	if c.shared != nil {
+		return c.fillShared(ctx, key, spec, cls, done)
+	}
+	return c.fillFromSTS(ctx, key, spec, cls)
+}
+
+// fillFromSTS asks the breaker, then calls STS and caches the result. A
+// refusal STS will repeat (AccessDenied, ValidationError) is remembered
+// for NegativeTTL; a transient failure for its back-off. Both kinds of
+// answer tell the breaker whether STS is answering.
+func (c *Cache) fillFromSTS(ctx context.Context, key string, spec tenancy.SessionSpec, cls class) (*entry, error) {
+	now := c.now()
 	ok, probe, wait := c.br.admit(now)
 	if !ok {
 		c.m.breakerSkips.Inc()
@@ -641,30 +689,36 @@ func (c *Cache) newEntry(out *sts.AssumeRoleOutput) (*entry, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("response credentials lack %v", missing)
 	}
-	staleAt := cr.Expiration.Add(-margin)
-	if !now.Before(staleAt) {
+	if staleAt := cr.Expiration.Add(-margin); !now.Before(staleAt) {
 		return nil, fmt.Errorf("response credentials expire at %v, within %v of now (%v)",
 			cr.Expiration.UTC().Format(time.RFC3339), margin, now.UTC().Format(time.RFC3339))
 	}
+	return c.entryFor(aws.Credentials{
+		AccessKeyID:     *cr.AccessKeyId,
+		SecretAccessKey: *cr.SecretAccessKey,
+		SessionToken:    *cr.SessionToken,
+		Expires:         *cr.Expiration,
+	}, now), nil
+}
+
+// entryFor builds the cache entry of creds received at now, from STS or
+// from the shared store: its times derive from creds.Expires alone.
+func (c *Cache) entryFor(creds aws.Credentials, now time.Time) *entry {
+	creds.Source, creds.CanExpire = Source, true
+	staleAt := creds.Expires.Add(-c.margin)
 	e := &entry{
-		creds: aws.Credentials{
-			AccessKeyID:     *cr.AccessKeyId,
-			SecretAccessKey: *cr.SecretAccessKey,
-			SessionToken:    *cr.SessionToken,
-			Source:          Source,
-			CanExpire:       true,
-			Expires:         *cr.Expiration,
-		},
+		creds:        creds,
 		staleAt:      staleAt,
-		lastResortAt: cr.Expiration.Add(-min(lastResortMargin, margin)),
+		lastResortAt: creds.Expires.Add(-min(lastResortMargin, c.margin)),
 	}
 	// Refresh RefreshBefore plus jitter ahead of staleness, but never in
-	// the first half of the usable life (STS may issue short sessions).
+	// the first half of the usable life left (STS may issue short
+	// sessions).
 	lead := c.refreshBefore + time.Duration(c.rand()*float64(c.refreshJitter))
 	if half := staleAt.Sub(now) / 2; lead > half {
 		lead = half
 	}
 	e.refreshAt.Store(staleAt.Add(-lead).UnixNano())
 	e.lastUsed.Store(now.UnixNano())
-	return e, nil
+	return e
 }

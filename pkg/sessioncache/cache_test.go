@@ -24,6 +24,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/configtest"
 	"github.com/bedrock-gateway/gateway/internal/fakeclock"
+	"github.com/bedrock-gateway/gateway/internal/redistest"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
@@ -747,34 +748,55 @@ func TestMetricsCarryNoSessionData(t *testing.T) {
 }
 
 // BenchmarkGetHit measures the request path when the session is cached:
-// one goroutine, and all cores in parallel.
+// one goroutine, and all cores in parallel; alone (fleet=off) and with a
+// shared store on a real Redis (fleet=on), where a local hit must cost the
+// same, with no Redis call (reported as shared-calls/op).
 func BenchmarkGetHit(b *testing.B) {
-	c := mustNew(b, Config{STS: &fakeSTS{}, Registerer: prometheus.NewRegistry()})
-	spec := testSpec("alice@example.com")
-	if _, err := c.Get(context.Background(), spec); err != nil {
-		b.Fatalf("Get() error = %v", err)
-	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		ctx := context.Background()
-		for b.Loop() {
-			if _, err := c.Get(ctx, spec); err != nil {
+	for _, fleetOn := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fleet=%v", map[bool]string{false: "off", true: "on"}[fleetOn]), func(b *testing.B) {
+			var c *Cache
+			var shared *countingShared
+			if fleetOn {
+				r := startSharedReplicas(b, redistest.Start(b), &fakeSTS{}, time.Now, newKeyFile("k1"))[0]
+				c, shared = r.cache, r.shared
+			} else {
+				c = mustNew(b, Config{STS: &fakeSTS{}, Registerer: prometheus.NewRegistry()})
+			}
+			spec := testSpec("alice@example.com")
+			if _, err := c.Get(context.Background(), spec); err != nil {
 				b.Fatalf("Get() error = %v", err)
 			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			ctx := context.Background()
-			for pb.Next() {
-				if _, err := c.Get(ctx, spec); err != nil {
-					b.Errorf("Get() error = %v", err)
-					return
+			reportShared := func(b *testing.B) {
+				if shared != nil {
+					before := shared.calls()
+					b.Cleanup(func() { b.ReportMetric(float64(shared.calls()-before)/float64(b.N), "shared-calls/op") })
 				}
 			}
+			b.Run("serial", func(b *testing.B) {
+				b.ReportAllocs()
+				reportShared(b)
+				ctx := context.Background()
+				for b.Loop() {
+					if _, err := c.Get(ctx, spec); err != nil {
+						b.Fatalf("Get() error = %v", err)
+					}
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				reportShared(b)
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					for pb.Next() {
+						if _, err := c.Get(ctx, spec); err != nil {
+							b.Errorf("Get() error = %v", err)
+							return
+						}
+					}
+				})
+			})
 		})
-	})
+	}
 }
 
 // BenchmarkSessionMemory reports the heap held per cached session, with

@@ -366,8 +366,9 @@ func TestGetBreakerHoldsBackgroundRenewals(t *testing.T) {
 			}
 			creds[i] = cr.AccessKeyID
 		}
-		// Renewal due at 45m (10m before staleness at 55m, no jitter).
-		time.Sleep(46 * time.Minute)
+		// Renewal due at 50m (DefaultRefreshBefore, 5m, before staleness
+		// at 55m; no jitter).
+		time.Sleep(51 * time.Minute)
 		o.set(stsDown, nil)
 		for i := range breakerThreshold {
 			if _, err := c.Get(t.Context(), testSpec(fmt.Sprintf("new-%02d", i))); !errors.Is(err, ErrUnavailable) {

@@ -1,0 +1,339 @@
+package gateway
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/internal/redistest"
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+)
+
+// fleetEnv is a fleet of gateway replicas sharing one real redis-server,
+// in front of one fake AWS.
+type fleetEnv struct {
+	fake     *fakeaws.Server
+	redis    *redistest.Server
+	replicas []*Gateway
+	platform string // a platform key that may act for any user of tenant "acme"
+	issued   func() []string
+	dir      string
+}
+
+// startFleet starts n replicas; mutate adjusts each replica's config
+// (replica index given) before it starts.
+func startFleet(t *testing.T, n int, mutate func(i int, c *Config)) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{redis: redistest.Start(t), dir: t.TempDir()}
+	f.fake = fakeaws.New(fakeaws.Options{Roles: []string{testInvokeRole}})
+	stsHandler, issued := fakeaws.RecordIssued(f.fake.STSHandler())
+	f.issued = issued
+	stsSrv := httptest.NewServer(stsHandler)
+	t.Cleanup(stsSrv.Close)
+	brSrv := httptest.NewServer(f.fake.BedrockHandler())
+	t.Cleanup(brSrv.Close)
+
+	keys := filepath.Join(f.dir, "keys.json")
+	k, _, err := auth.IssueKey(keys, auth.KeyRecord{User: "saas", Platform: &auth.PlatformGrant{Tenants: []string{"acme"}, AllowUser: true}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.platform = k
+	f.writeSessionKey(t, "k1")
+	for i := range n {
+		cfg := Default()
+		cfg.AWS = AWSConfig{Region: "us-east-1", STSEndpoint: stsSrv.URL, BedrockRuntimeEndpoint: brSrv.URL}
+		cfg.Session.RoleARN, cfg.Auth.APIKeysFile, cfg.Usage.Ledger = testInvokeRole, keys, LedgerOff
+		cfg.Fleet.Redis.URL, cfg.Fleet.SessionKeyFile, cfg.Fleet.ExpectedReplicas = f.redis.URL(), filepath.Join(f.dir, "session-keys"), n
+		if mutate != nil {
+			mutate(i, &cfg)
+		}
+		g, err := New(context.Background(), &cfg, Options{
+			Credentials: credentials.StaticCredentialsProvider{Value: f.fake.RootCredentials(testGatewayRole)},
+			Logger:      slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close(5 * time.Second) })
+		g.ready.startServing()
+		f.replicas = append(f.replicas, g)
+	}
+	return f
+}
+
+// writeSessionKey writes a fresh AES-256 key with id under name in the
+// fleet's directory.
+func (f *fleetEnv) writeSessionKey(t *testing.T, id string) string {
+	t.Helper()
+	key := make([]byte, 32)
+	crand.Read(key)
+	path := filepath.Join(f.dir, "session-keys")
+	if id != "k1" {
+		path = filepath.Join(f.dir, "session-keys-"+id)
+	}
+	if err := os.WriteFile(path, []byte(id+":"+base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// converse sends one Converse as user (of tenant acme) to replica i and
+// returns the answer.
+func (f *fleetEnv) converse(i int, user string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/model/amazon.nova-lite-v1:0/converse",
+		strings.NewReader(`{"messages":[{"role":"user","content":[{"text":"hello"}]}]}`))
+	req.Header.Set("x-api-key", f.platform)
+	req.Header.Set("X-Gateway-Tenant", "acme")
+	req.Header.Set("X-Gateway-User", user)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	f.replicas[i].Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// assumeRoles counts the successful AssumeRole calls the fake STS saw.
+func (f *fleetEnv) assumeRoles() int {
+	n := 0
+	for _, c := range f.fake.AssumeRoleCalls() {
+		if c.Err == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFleetOneAssumeRolePerUser: 300 users sending 3 requests each to
+// random replicas cause exactly 300 AssumeRole calls, and 100 concurrent
+// first requests of one cold user through three replicas cause one.
+func TestFleetOneAssumeRolePerUser(t *testing.T) {
+	f := startFleet(t, 3, nil)
+	var wg sync.WaitGroup
+	errs := make(chan string, 900)
+	for u := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				if rec := f.converse(rand.IntN(3), fmt.Sprintf("u%d", u)); rec.Code != http.StatusOK {
+					errs <- fmt.Sprintf("u%d: %d %s", u, rec.Code, rec.Body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := f.assumeRoles(); n != 300 {
+		t.Errorf("300 users x 3 requests through 3 replicas: %d AssumeRole calls, want 300", n)
+	}
+
+	before := f.assumeRoles()
+	start := make(chan struct{})
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if rec := f.converse(i%3, "cold"); rec.Code != http.StatusOK {
+				t.Errorf("cold user request %d: %d %s", i, rec.Code, rec.Body)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := f.assumeRoles() - before; n != 1 {
+		t.Errorf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls, want 1", n)
+	}
+}
+
+// scanValues returns every string value in the fleet's Redis.
+func (f *fleetEnv) scanValues(t *testing.T) []string {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: f.redis.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	var out []string
+	iter := rdb.Scan(ctx, 0, "*", 100).Iterator()
+	for iter.Next(ctx) {
+		if v, err := rdb.Get(ctx, iter.Val()).Result(); err == nil {
+			out = append(out, v)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// maxPerSecond is the most AssumeRole calls the fake STS saw in any
+// one-second window.
+func (f *fleetEnv) maxPerSecond() int {
+	var times []time.Time
+	for _, c := range f.fake.AssumeRoleCalls() {
+		times = append(times, c.Time)
+	}
+	most := 0
+	for i := range times {
+		n := 0
+		for _, u := range times[i:] {
+			if u.Sub(times[i]) < time.Second {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// TestFleetSTSBudget: 10,000 cold users spread over three replicas, each
+// configured with sts.rate 100: STS never sees more than 100 calls in any
+// one-second window, and every user is served or gets 503 with
+// Retry-After.
+func TestFleetSTSBudget(t *testing.T) {
+	f := startFleet(t, 3, func(_ int, c *Config) {
+		c.STS.Rate, c.STS.AdmissionWait = 100, time.Second
+	})
+	const users = 10000
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var missingRetryAfter int
+	sem := make(chan struct{}, 600) // callers in flight at once
+	for u := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rec := f.converse(u%3, fmt.Sprintf("storm%d", u))
+			mu.Lock()
+			defer mu.Unlock()
+			codes[rec.Code]++
+			if rec.Code == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "" {
+				missingRetryAfter++
+			}
+		}()
+	}
+	wg.Wait()
+	most := f.maxPerSecond()
+	t.Logf("%d cold users over 3 replicas, sts.rate 100: answers %v; most AssumeRole calls in any 1s window: %d", users, codes, most)
+	if most > 100 {
+		t.Errorf("STS saw %d AssumeRole calls in one second, want at most 100 fleet-wide", most)
+	}
+	for code, n := range codes {
+		if code != http.StatusOK && code != http.StatusServiceUnavailable {
+			t.Errorf("%d answers with status %d, want only 200 or 503", n, code)
+		}
+	}
+	if missingRetryAfter > 0 {
+		t.Errorf("%d 503s without Retry-After", missingRetryAfter)
+	}
+	if codes[http.StatusOK] == 0 {
+		t.Error("no user was served")
+	}
+}
+
+// TestFleetLimits: a limit of 10 requests per second per user, driven
+// through three replicas, admits within 10% of 10/s fleet-wide.
+func TestFleetLimits(t *testing.T) {
+	f := startFleet(t, 3, func(_ int, c *Config) {
+		c.Policy.Limits.RequestsPerSecond, c.Policy.Limits.Burst = 10, 1
+	})
+	if rec := f.converse(0, "limited"); rec.Code != http.StatusOK { // the session, outside the measurement
+		t.Fatalf("first call: %d %s", rec.Code, rec.Body)
+	}
+	const window = 3 * time.Second
+	deadline := time.Now().Add(window)
+	var mu sync.Mutex
+	admitted := 0
+	var wg sync.WaitGroup
+	for c := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				rec := f.converse(c%3, "limited")
+				if rec.Code == http.StatusOK {
+					mu.Lock()
+					admitted++
+					mu.Unlock()
+				} else if rec.Code != http.StatusTooManyRequests {
+					t.Errorf("status %d %s, want 200 or 429", rec.Code, rec.Body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rate := float64(admitted) / window.Seconds()
+	t.Logf("limit 10/s through 3 replicas: %d admitted in %v = %.2f/s", admitted, window, rate)
+	if rate < 9 || rate > 11 {
+		t.Errorf("admitted %.2f requests/s fleet-wide, want within 10%% of 10/s", rate)
+	}
+}
+
+// TestFleetRedisDown: with Redis killed mid-run no request fails because
+// of it (STS stays within each replica's local share), the replicas say
+// they are degraded, and shared mode resumes when Redis is back.
+func TestFleetRedisDown(t *testing.T) {
+	f := startFleet(t, 3, func(_ int, c *Config) { c.STS.Rate = 60 })
+	for u := range 30 {
+		if rec := f.converse(u%3, fmt.Sprintf("before%d", u)); rec.Code != http.StatusOK {
+			t.Fatalf("before: %d %s", rec.Code, rec.Body)
+		}
+	}
+	f.redis.Kill()
+	for u := range 60 {
+		if rec := f.converse(u%3, fmt.Sprintf("during%d", u)); rec.Code >= 500 && rec.Header().Get("Retry-After") == "" {
+			t.Errorf("with Redis down: %d %s", rec.Code, rec.Body)
+		}
+		// Users seen before are still served.
+		if rec := f.converse(u%3, fmt.Sprintf("before%d", u%30)); rec.Code != http.StatusOK {
+			t.Errorf("known user with Redis down: %d %s", rec.Code, rec.Body)
+		}
+	}
+	for i, g := range f.replicas {
+		if !g.fleet.Degraded() {
+			t.Errorf("replica %d not degraded with Redis down", i)
+		}
+	}
+	f.redis.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for u := 0; ; u++ {
+		f.converse(u%3, fmt.Sprintf("after%d", u))
+		healthy := 0
+		for _, g := range f.replicas {
+			if !g.fleet.Degraded() {
+				healthy++
+			}
+		}
+		if healthy == len(f.replicas) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d replicas back in shared mode 30s after Redis returned", healthy, len(f.replicas))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("most AssumeRole calls in any 1s window: %d (sts.rate 60)", f.maxPerSecond())
+	if most := f.maxPerSecond(); most > 60 {
+		t.Errorf("STS saw %d calls in one second, want at most sts.rate 60", most)
+	}
+}
