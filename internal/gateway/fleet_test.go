@@ -337,3 +337,70 @@ func TestFleetRedisDown(t *testing.T) {
 		t.Errorf("STS saw %d calls in one second, want at most sts.rate 60", most)
 	}
 }
+
+// TestFleetSessionsSealed: no value in the fleet's Redis holds an issued
+// secret access key or session token in plaintext; a replica with another
+// session key cannot use the shared sessions, so it assumes its own and
+// counts decrypt failures.
+func TestFleetSessionsSealed(t *testing.T) {
+	f := startFleet(t, 2, nil)
+	other := f.writeSessionKey(t, "k9")
+	for u := range 20 {
+		if rec := f.converse(u%2, fmt.Sprintf("sealed%d", u)); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+	issued, values := f.issued(), f.scanValues(t)
+	if len(issued) < 40 || len(values) == 0 {
+		t.Fatalf("%d issued secrets, %d Redis values: the scan would prove nothing", len(issued), len(values))
+	}
+	for _, v := range values {
+		for _, secret := range issued {
+			if strings.Contains(v, secret) {
+				t.Fatalf("a Redis value holds an issued secret in plaintext")
+			}
+		}
+	}
+
+	// A third replica with another key.
+	cfg := f.replicas[0].cfg.clone(t)
+	cfg.Fleet.SessionKeyFile = other
+	g, err := New(context.Background(), cfg, Options{
+		Credentials: credentials.StaticCredentialsProvider{Value: f.fake.RootCredentials(testGatewayRole)},
+		Logger:      slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(5 * time.Second)
+	f.replicas = append(f.replicas, g)
+	before := f.assumeRoles()
+	if rec := f.converse(2, "sealed0"); rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if n := f.assumeRoles() - before; n != 1 {
+		t.Errorf("replica with another key: %d AssumeRole calls, want 1 (its own session)", n)
+	}
+	mfs, _ := g.reg.Gather()
+	var failures float64
+	for _, mf := range mfs {
+		if mf.GetName() == "bedrock_gateway_fleet_session_decrypt_failures_total" {
+			for _, m := range mf.GetMetric() {
+				failures += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if failures == 0 {
+		t.Error("no decrypt failure counted by the replica with another key")
+	}
+}
+
+// clone returns a copy of c that shares no tag keys with it.
+func (c *Config) clone(t *testing.T) *Config {
+	t.Helper()
+	cp := *c
+	if c.Session.TagKeys != nil {
+		tk := *c.Session.TagKeys
+		cp.Session.TagKeys = &tk
+	}
+	return &cp
+}

@@ -96,8 +96,9 @@ type Gateway struct {
 	fleet         *fleet.Store   // nil unless fleet mode is on
 	roots         *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
 	sinks         usage.Sinks
-	ledger        *usage.Ledger // nil when usage.ledger is off
-	owners        *asyncjobs.Store
+	ledger        *usage.Ledger    // nil when usage.ledger is off
+	owners        *asyncjobs.Store // single replica: the ownership file; nil in fleet mode
+	asyncOwners   proxy.AsyncOwners
 	metrics       *proxy.Metrics
 	ops           *opsMetrics
 	ready         *readiness
@@ -174,10 +175,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 		}
 		closers = append(closers, g.closeFleet)
 	}
-	if g.owners, err = g.openOwners(); err != nil {
-		return nil, err
+	if g.fleet != nil {
+		// Every replica must see who started a job, whichever took the
+		// Start: the record lives in Redis.
+		if g.asyncOwners, err = fleet.NewAsyncOwners(g.fleet, cfg.Async.OwnershipRetention); err != nil {
+			return nil, err
+		}
+	} else {
+		if g.owners, err = g.openOwners(); err != nil {
+			return nil, err
+		}
+		closers = append(closers, g.closeOwners)
+		g.asyncOwners = g.owners
 	}
-	closers = append(closers, g.closeOwners)
 	if g.limiter, err = limits.New(limits.Config{Size: cfg.SessionCache.Size}); err != nil {
 		return nil, err
 	}
@@ -391,6 +401,9 @@ func (g *Gateway) openOwners() (*asyncjobs.Store, error) {
 }
 
 func (g *Gateway) closeOwners() {
+	if g.owners == nil {
+		return
+	}
 	if err := g.owners.Close(); err != nil {
 		g.log.Error("closing the async ownership file", "error", err)
 	}
@@ -459,7 +472,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	pc.Resolver, pc.Policy, pc.Credentials = resolver, pol, g.cache
 	pc.Logger, pc.UserAgent = g.log, "bedrock-gateway/"+g.opts.Version
 	pc.Usage, pc.Metrics = g.sinks, g.metrics
-	pc.AsyncOwners = g.owners
+	pc.AsyncOwners = g.asyncOwners
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, err

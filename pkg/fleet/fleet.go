@@ -197,6 +197,7 @@ func Open(cfg Config, o Options) (*Store, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(discardLogger{}) })
 	username, password, err := credentials(cfg.Redis, o)
 	if err != nil {
 		return nil, err
@@ -235,6 +236,15 @@ func Open(cfg Config, o Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// quietRedisLog silences go-redis's own logger (a process-wide setting),
+// which would print a line to stderr for every failed dial while Redis is
+// down; the store logs the change of state itself, once.
+var quietRedisLog sync.Once
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}
 
 // credentials reads the AUTH username and password from files or the
 // environment.
