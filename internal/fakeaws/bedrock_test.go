@@ -753,7 +753,11 @@ func TestStreamClientDisconnect(t *testing.T) {
 			<-ctx.Done() // hold event 2 until the client has gone
 		}
 	}})
-	client := e.bedrockClient(t, e.session(t, "alice", nil))
+	// Over loopback TCP: closing the httptest server waits for the
+	// handler to finish.
+	hc := e.br.Client()
+	t.Cleanup(hc.CloseIdleConnections)
+	client := e.bedrockClient(t, e.session(t, "alice", nil), func(o *bedrockruntime.Options) { o.HTTPClient = hc })
 	out, err := client.ConverseStream(context.Background(), &bedrockruntime.ConverseStreamInput{ModelId: aws.String("m"), Messages: userText("a b")})
 	if err != nil {
 		t.Fatalf("ConverseStream error = %v", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/bedrock-gateway/gateway/internal/memnet"
 	"io"
 	"maps"
 	"net/http"
@@ -85,10 +86,20 @@ func (e *env) stsClient(t *testing.T, c aws.Credentials) *sts.Client {
 	})
 }
 
+// The client reaches the fake over internal/memnet, not loopback TCP: on
+// loopback under -race the SDK's event-stream reader was seen to lose its
+// connection before a stream's last event (about 1 run in 100; not
+// understood), which is not what these tests are about.
 func (e *env) bedrockClient(t *testing.T, c aws.Credentials, optFns ...func(*bedrockruntime.Options)) *bedrockruntime.Client {
 	t.Helper()
-	hc := e.br.Client()
-	t.Cleanup(hc.CloseIdleConnections)
+	l := memnet.Listen()
+	stop := memnet.Serve(l, e.fake.BedrockHandler())
+	tr := l.Transport()
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		stop()
+	})
+	hc := &http.Client{Transport: tr}
 	o := bedrockruntime.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(e.br.URL),
