@@ -33,8 +33,9 @@ const (
 	DefaultExpectedReplicas = 2
 )
 
-// Breaker schedule: after at least breakerFailures failed calls spread
-// over breakerWindow with no success in between, the store stops calling
+// Breaker schedule: after a failed dial, or at least breakerFailures
+// failed calls spread over breakerWindow with no success in between (Redis
+// accepting but not answering), the store stops calling
 // Redis for breakerBackoff, doubling up to maxBreakerBackoff while probes
 // fail. The window keeps a burst of slow answers under load (a login
 // storm on a busy replica) from passing for an outage: as long as some
@@ -358,11 +359,12 @@ func (s *Store) failed(probe bool, err error) {
 		s.firstFail = now
 	}
 	s.failures++
-	// A refused or failed dial is Redis gone, not Redis slow: no need to
-	// wait out the window.
+	// A refused or failed dial is Redis gone, not Redis slow: the breaker
+	// opens at once (a blip costs one back-off, then a probe), so that no
+	// caller is refused for want of a decision.
 	var oe *net.OpError
 	dialFailed := errors.As(err, &oe) && oe.Op == "dial"
-	if s.openUntil.IsZero() && s.failures >= breakerFailures && (dialFailed || now.Sub(s.firstFail) >= breakerWindow) {
+	if s.openUntil.IsZero() && (dialFailed || s.failures >= breakerFailures && now.Sub(s.firstFail) >= breakerWindow) {
 		s.backoff = breakerBackoff
 		s.openUntil = now.Add(s.backoff)
 		s.log.Warn("fleet: Redis unreachable; this replica runs degraded on local state until it answers", "error", err)
