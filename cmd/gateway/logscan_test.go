@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,54 +18,13 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
 
-// issuedCreds records the credentials the fake STS hands out, read from
-// its responses: fakeaws keeps issued secrets to itself.
-type issuedCreds struct {
-	mu      sync.Mutex
-	secrets map[string]string // what -> value
-}
-
-var stsCredElem = regexp.MustCompile(`<(AccessKeyId|SecretAccessKey|SessionToken)>([^<]+)</`)
-
-func (c *issuedCreds) add(body []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range stsCredElem.FindAllSubmatch(body, -1) {
-		c.secrets[fmt.Sprintf("issued %s #%d", m[1], len(c.secrets))] = string(m[2])
-	}
-}
-
-func (c *issuedCreds) all() map[string]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]string, len(c.secrets))
-	for k, v := range c.secrets {
-		out[k] = v
-	}
-	return out
-}
-
-// teeWriter copies what a handler writes into buf.
-type teeWriter struct {
-	http.ResponseWriter
-	buf bytes.Buffer
-}
-
-func (w *teeWriter) Write(p []byte) (int, error) {
-	w.buf.Write(p)
-	return w.ResponseWriter.Write(p)
-}
-
 // recordSTS is an extraConfig setup step: it puts a recorder in front of
 // the fake STS and points the config's sts_endpoint at it.
-func recordSTS(t *testing.T, creds *issuedCreds) func(e *env) {
+func recordSTS(t *testing.T, issued *func() []string) func(e *env) {
 	return func(e *env) {
-		inner := e.fake.STSHandler()
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			tw := &teeWriter{ResponseWriter: w}
-			inner.ServeHTTP(tw, r)
-			creds.add(tw.buf.Bytes())
-		}))
+		h, secrets := fakeaws.RecordIssued(e.fake.STSHandler())
+		*issued = secrets
+		srv := httptest.NewServer(h)
 		t.Cleanup(srv.Close)
 		cfg := filepath.Join(e.dir, "gateway.yaml")
 		b, err := os.ReadFile(cfg)
@@ -88,7 +45,7 @@ func recordSTS(t *testing.T, creds *issuedCreds) func(e *env) {
 // saw or made.
 func TestLogsCarryNoSecrets(t *testing.T) {
 	idp := fakeidp.New(t)
-	creds := &issuedCreds{secrets: map[string]string{}}
+	var issuedSecrets func() []string
 	var platformKey string
 	e := startEnvWith(t, extraConfig{
 		session: `  tenants:
@@ -105,7 +62,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 				t.Fatal(err)
 			}
 			platformKey = k
-			recordSTS(t, creds)(e)
+			recordSTS(t, &issuedSecrets)(e)
 			appendUsage(t, "proxy:\n  max_body_bytes: 65536\nlog:\n  level: debug\n")(e)
 		},
 	}, alice, bob, devUser{"denied@acme.org", "research", "", ""})
@@ -238,12 +195,12 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 			secrets[fmt.Sprintf("ASIA key ID of AssumeRole #%d (%s)", i, c.SessionName)] = c.AccessKeyID
 		}
 	}
-	issued := creds.all()
+	issued := issuedSecrets()
 	if len(issued) == 0 {
 		t.Error("recorded no issued STS credentials: the scan for session secrets would be empty")
 	}
-	for k, v := range issued {
-		secrets[k] = v
+	for i, v := range issued {
+		secrets[fmt.Sprintf("issued secret or session token #%d", i)] = v
 	}
 	patterns := map[string]*regexp.Regexp{
 		"Signature=":           regexp.MustCompile(`Signature=`),
