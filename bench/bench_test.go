@@ -1,0 +1,32 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"testing"
+)
+
+// TestQuick runs the whole benchmark with tiny numbers: it proves the
+// benchmark still builds and runs, not how fast anything is.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs servers for a few seconds")
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-quick", "-duration", "150ms"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	for _, re := range []string{
+		`max req/s, gateway\s+[1-9]\d*\s+[1-9]\d*`,
+		`added latency p50 / p90 / p99\s+-?\+?[\d.]+ / `,
+		`RSS with 20 open streams.*\+`,
+		`RSS with 20 cached sessions.*\+`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("output does not match %q", re)
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	model = "anthropic.claude-3-haiku-20240307-v1:0"
+	body  = `{"messages":[{"role":"user","content":[{"text":"Hello there"}]}]}`
+)
+
+// client sends the benchmark's requests to one target over plain
+// HTTP/1.1 keep-alive connections.
+type client struct {
+	base   string
+	hc     *http.Client
+	header http.Header
+}
+
+func newClient(base string, conns int, header http.Header) *client {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
+		IdleConnTimeout: time.Minute, DisableCompression: true}
+	return &client{base: base, hc: &http.Client{Transport: tr}, header: header}
+}
+
+func (c *client) close() { c.hc.Transport.(*http.Transport).CloseIdleConnections() }
+
+func (c *client) request(ctx context.Context, modelID, op string, h http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/model/"+modelID+"/"+op, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s: %s", op, resp.Status, msg)
+	}
+	return resp, nil
+}
+
+// converse sends one Converse and reads the whole answer.
+func (c *client) converse(ctx context.Context) error {
+	resp, err := c.request(ctx, model, "converse", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// firstFrame sends one ConverseStream and returns once its first
+// event-stream frame has arrived, with the rest of the stream still open.
+func (c *client) firstFrame(ctx context.Context, modelID string, h http.Header) (io.ReadCloser, error) {
+	resp, err := c.request(ctx, modelID, "converse-stream", h)
+	if err != nil {
+		return nil, err
+	}
+	var prelude [4]byte
+	if _, err := io.ReadFull(resp.Body, prelude[:]); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("first frame: %w", err)
+	}
+	if _, err := io.CopyN(io.Discard, resp.Body, int64(binary.BigEndian.Uint32(prelude[:]))-4); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("first frame: %w", err)
+	}
+	return resp.Body, nil
+}
+
+// stream sends one ConverseStream, reads it to the end and returns the
+// time from start to its first frame.
+func (c *client) stream(ctx context.Context, start time.Time) (time.Duration, error) {
+	rest, err := c.firstFrame(ctx, model, nil)
+	if err != nil {
+		return 0, err
+	}
+	ttff := time.Since(start)
+	defer rest.Close()
+	_, err = io.Copy(io.Discard, rest)
+	return ttff, err
+}
+
+// closedResult is a closed-loop run.
+type closedResult struct {
+	requests int64
+	rps      float64
+	mallocs  float64 // heap allocations per request, load generator included
+	bytes    float64 // heap bytes allocated per request, load generator included
+	conns    float64 // upstream connections opened per 1,000 requests
+}
+
+// closedLoop runs workers that each send Converse after Converse for d.
+// accepts counts the upstream's accepted connections.
+func closedLoop(ctx context.Context, c *client, workers int, d time.Duration, accepts *atomic.Int64) (closedResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var n atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns0 := accepts.Load()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := c.converse(ctx); err != nil {
+					if ctx.Err() == nil {
+						once.Do(func() { firstErr = err; cancel() })
+					}
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if firstErr != nil {
+		return closedResult{}, firstErr
+	}
+	req := n.Load()
+	if req == 0 {
+		return closedResult{}, errors.New("closed loop: no request completed")
+	}
+	return closedResult{
+		requests: req,
+		rps:      float64(req) / elapsed.Seconds(),
+		mallocs:  float64(after.Mallocs-before.Mallocs) / float64(req),
+		bytes:    float64(after.TotalAlloc-before.TotalAlloc) / float64(req),
+		conns:    float64(accepts.Load()-conns0) * 1000 / float64(req),
+	}, nil
+}
+
+// openLoop starts do at a fixed rate for d, whatever the answers take,
+// and returns the latencies do reports, sorted. do measures from due, when
+// its call was scheduled, so a slow target is not let off by a slower
+// schedule (coordinated omission).
+func openLoop(ctx context.Context, rate float64, d time.Duration, do func(ctx context.Context, due time.Time) (time.Duration, error)) ([]time.Duration, error) {
+	total := max(int(rate*d.Seconds()), 1)
+	interval := time.Duration(float64(time.Second) / rate)
+	lat := make([]time.Duration, total)
+	errs := make([]error, total)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Go(func() {
+			lat[i], errs[i] = do(ctx, due)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// percentile returns the p-th percentile (0..100) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p / 100 * float64(len(sorted)-1))
+	return sorted[i]
+}

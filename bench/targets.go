@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/internal/gateway"
+	"github.com/bedrock-gateway/gateway/pkg/auth"
+)
+
+// Identities of the emulated account the gateway runs against.
+const (
+	account     = "123456789012"
+	region      = "us-east-1"
+	gatewayRole = "arn:aws:iam::" + account + ":role/BedrockGatewayRole"
+	invokeRole  = "arn:aws:iam::" + account + ":role/BedrockInvocationRole"
+	tenant      = "bench"
+)
+
+// target is a proxy under test, listening on loopback plain HTTP.
+type target struct {
+	url   string
+	close func()
+}
+
+// startBare serves the floor: httputil.ReverseProxy with a tuned
+// transport (HTTP/2 when the upstream is HTTPS).
+func startBare(upstreamURL string, roots *x509.CertPool) (*target, error) {
+	u, err := url.Parse(upstreamURL)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 4096,
+		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     &tls.Config{RootCAs: roots},
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u); r.Out.Host = u.Host },
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0), // a cancelled client is not news
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return &target{url: "http://" + ln.Addr().String(), close: func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	}}, nil
+}
+
+// gatewayTarget is the gateway and the keys to call it with.
+type gatewayTarget struct {
+	*target
+	key      string // an ordinary key of one user
+	platform string // a platform key that may assert any user of tenant
+}
+
+// startGateway builds the gateway as `gateway serve` does (gateway.New
+// with the default config) against fakeaws STS and the given Bedrock
+// endpoint, with caBundle trusted for it.
+func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server, bedrockURL, caBundle string, sessions int) (*gatewayTarget, error) {
+	keys := filepath.Join(dir, "keys.json")
+	key, _, err := auth.CreateKey(keys, "alice@acme.org", "data-science", "", "12345", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	platform, _, err := auth.IssueKey(keys, auth.KeyRecord{User: "saas-backend",
+		Platform: &auth.PlatformGrant{Tenants: []string{tenant}, AllowUser: true}}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	cfg := gateway.Default()
+	cfg.Listen, cfg.Admin.Listen, cfg.Server.DrainDelay = "127.0.0.1:0", gateway.AdminOff, 0
+	cfg.AWS = gateway.AWSConfig{Region: region, STSEndpoint: stsURL, BedrockRuntimeEndpoint: bedrockURL, CABundle: caBundle}
+	cfg.Session.RoleARN, cfg.Auth.APIKeysFile = invokeRole, keys
+	cfg.Usage.Ledger = filepath.Join(dir, "usage-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".jsonl")
+	// Room for every benchmark session, admitted as fast as STS allows.
+	cfg.SessionCache.Size = max(cfg.SessionCache.Size, sessions+100)
+	cfg.STS.Rate, cfg.STS.NewSessionShare, cfg.STS.AdmissionWait = 600, 1, time.Minute
+	cfg.STS.Timeout = time.Minute
+	logFile, err := os.Create(filepath.Join(dir, "access-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".log"))
+	if err != nil {
+		return nil, err
+	}
+	logger, err := gateway.NewLogger(cfg.Log, logFile, new(slog.LevelVar))
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	g, err := gateway.New(ctx, &cfg, gateway.Options{Logger: logger, Stdout: io.Discard, Version: "bench",
+		Credentials: credentials.StaticCredentialsProvider{Value: fake.RootCredentials(gatewayRole)}})
+	if err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		g.Close(time.Second)
+		logFile.Close()
+		return nil, err
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(sctx, gateway.Listeners{Data: []net.Listener{ln}}) }()
+	return &gatewayTarget{target: &target{url: "http://" + ln.Addr().String(), close: func() {
+		stop()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			logger.Warn("gateway stopped", "error", err)
+		}
+		g.Close(5 * time.Second)
+		logFile.Close()
+	}}, key: key, platform: platform}, nil
+}
