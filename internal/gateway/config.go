@@ -159,6 +159,9 @@ type ProxyConfig struct {
 	// max(BodyTimeout, Content-Length/BodyMinRate) to arrive.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	BodyMinRate int64         `yaml:"body_min_rate"`
+	// MaxIdleConnsPerHost is how many idle upstream connections to
+	// Bedrock are kept for reuse.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
 }
 
 // UsageConfig configures the usage ledger and usage metrics.
@@ -235,7 +238,8 @@ func Default() Config {
 		Auth: auth.DefaultConfig(),
 		Proxy: ProxyConfig{MaxBodyBytes: proxy.DefaultMaxBodyBytes, StampRequestMetadata: true,
 			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout,
-			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate},
+			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate,
+			MaxIdleConnsPerHost: proxy.DefaultMaxIdleConnsPerHost},
 		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups},
 		Async: AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
 		Fleet: fleet.DefaultConfig(),
@@ -436,6 +440,7 @@ func (c *Config) proxySettings() proxy.Config {
 		StreamIdleTimeout:     c.Proxy.StreamIdleTimeout,
 		BodyTimeout:           c.Proxy.BodyTimeout,
 		BodyMinRate:           c.Proxy.BodyMinRate,
+		MaxIdleConnsPerHost:   c.Proxy.MaxIdleConnsPerHost,
 	}
 }
 

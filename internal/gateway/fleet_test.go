@@ -141,7 +141,7 @@ func TestFleetOneAssumeRolePerUser(t *testing.T) {
 		t.Error(e)
 	}
 	if n := f.assumeRoles(); n != 300 {
-		t.Errorf("300 users x 3 requests through 3 replicas: %d AssumeRole calls, want 300", n)
+		t.Errorf("300 users x 3 requests through 3 replicas: %d AssumeRole calls, want 300\n%s", n, f.fleetMetrics())
 	}
 
 	before := f.assumeRoles()
@@ -159,7 +159,7 @@ func TestFleetOneAssumeRolePerUser(t *testing.T) {
 	close(start)
 	wg.Wait()
 	if n := f.assumeRoles() - before; n != 1 {
-		t.Errorf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls, want 1", n)
+		t.Errorf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls, want 1\n%s", n, f.fleetMetrics())
 	}
 }
 
@@ -403,4 +403,25 @@ func (c *Config) clone(t *testing.T) *Config {
 		cp.Session.TagKeys = &tk
 	}
 	return &cp
+}
+
+// fleetMetrics lists the replicas' non-zero fleet counters, to explain a
+// failure.
+func (f *fleetEnv) fleetMetrics() string {
+	var b strings.Builder
+	for i, g := range f.replicas {
+		mfs, _ := g.reg.Gather()
+		for _, mf := range mfs {
+			if !strings.Contains(mf.GetName(), "fleet") {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+				if v != 0 {
+					fmt.Fprintf(&b, "replica %d %s %v = %v\n", i, mf.GetName(), m.GetLabel(), v)
+				}
+			}
+		}
+	}
+	return b.String()
 }

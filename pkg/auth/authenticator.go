@@ -38,10 +38,13 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 		return Identity{}, err
 	}
 	var id Identity
-	var grant *PlatformGrant
+	var k storedKey
 	switch {
 	case IsAPIKey(cred):
-		id, grant, err = a.Keys.VerifyKey(cred)
+		// The stored grant is read, not copied (check does not change
+		// it), with the tenant pattern the store compiled.
+		k, err = a.Keys.verify(cred)
+		id = k.rec.Identity()
 	case a.OIDC != nil && LooksLikeJWT(cred):
 		id, err = a.OIDC.Verify(r.Context(), cred)
 	default:
@@ -50,5 +53,5 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	return a.Headers.Check(r, id, grant)
+	return a.Headers.check(r, id, k.rec.Platform, k.tenantRE)
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Defaults for TrustedHeaders.
@@ -75,7 +76,7 @@ func (t TrustedHeaders) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not a valid header name", n.field, n.name))
 		}
 	}
-	if foldHeaderName(tenant) == foldHeaderName(user) {
+	if sameFoldedHeaderName(tenant, user) {
 		errs = append(errs, fmt.Errorf("user_header: %q names the same header as tenant_header %q", user, tenant))
 	}
 	if t.MaxLen < 0 || t.MaxLen > maxTrustedHeaderLen {
@@ -119,6 +120,13 @@ func (t TrustedHeaders) Validate() error {
 // (giving the article's "gw-tenant-acme" with a "gw-" prefix) or
 // "<tenant>-<user>"; it is not unique and is never used alone.
 func (t TrustedHeaders) Check(r *http.Request, platform Identity, grant *PlatformGrant) (Identity, error) {
+	return t.check(r, platform, grant, nil)
+}
+
+// check is Check with grant's TenantPattern already compiled by
+// compileTenantPattern (tenantRE; nil to compile it here), as the key
+// store does once at load time.
+func (t TrustedHeaders) check(r *http.Request, platform Identity, grant *PlatformGrant, tenantRE *regexp.Regexp) (Identity, error) {
 	if err := t.Validate(); err != nil {
 		// Configuration error: fail closed, not as the caller's fault.
 		return Identity{}, fmt.Errorf("trusted headers: %w", err)
@@ -150,7 +158,7 @@ func (t TrustedHeaders) Check(r *http.Request, platform Identity, grant *Platfor
 	if hasUser && !grant.AllowUser {
 		return Identity{}, fmt.Errorf("platform key %s: may not send %s: %w", platform.KeyID, userName, ErrBadRequest)
 	}
-	ok, err := grant.allowsTenant(tenant)
+	ok, err := grant.allowsTenant(tenant, tenantRE)
 	if err != nil {
 		return Identity{}, fmt.Errorf("platform key %s: %w", platform.KeyID, err)
 	}
@@ -179,19 +187,21 @@ func (t TrustedHeaders) Check(r *http.Request, platform Identity, grant *Platfor
 // allowsTenant reports whether g lets its key assert tenant: an exact,
 // case-sensitive member of Tenants, or a match of TenantPattern against
 // the whole of tenant (so pattern "acme-corp" does not allow
-// "acme-corp-evil"). An invalid pattern is an error, never a match.
-func (g *PlatformGrant) allowsTenant(tenant string) (bool, error) {
+// "acme-corp-evil"). re is TenantPattern as compileTenantPattern compiled
+// it, or nil to compile it now. An invalid pattern is an error, never a
+// match.
+func (g *PlatformGrant) allowsTenant(tenant string, re *regexp.Regexp) (bool, error) {
 	if slices.Contains(g.Tenants, tenant) {
 		return true, nil
 	}
 	if g.TenantPattern == "" {
 		return false, nil
 	}
-	// \A and \z anchor the whole text regardless of flags inside the
-	// pattern; the group keeps an alternation ("a|b") inside the anchors.
-	re, err := regexp.Compile(`\A(?:` + g.TenantPattern + `)\z`)
-	if err != nil {
-		return false, fmt.Errorf("tenant_pattern: %w", err)
+	if re == nil {
+		var err error
+		if re, err = compileTenantPattern(g.TenantPattern); err != nil {
+			return false, fmt.Errorf("tenant_pattern: %w", err)
+		}
 	}
 	return re.MatchString(tenant), nil
 }
@@ -203,10 +213,9 @@ func (g *PlatformGrant) allowsTenant(tenant string) (bool, error) {
 // canonical key, as it does "X_Gateway_Tenant") is refused, because a
 // proxy in front of the gateway may treat it as the same header.
 func trustedValue(h http.Header, name string, maxLen int) (string, bool, error) {
-	folded := foldHeaderName(name)
 	present := false
 	for k := range h {
-		if foldHeaderName(k) != folded {
+		if !sameFoldedHeaderName(k, name) {
 			continue
 		}
 		present = true
@@ -274,6 +283,49 @@ func isTrustedValueChar(c byte) bool {
 // could treat as the same header to one key.
 func foldHeaderName(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// sameFoldedHeaderName reports whether foldHeaderName(a) ==
+// foldHeaderName(b) without allocating, as it runs for every header of
+// every request. Names with a non-ASCII byte (which Go's server refuses,
+// but a Header built otherwise may hold) take foldHeaderName itself,
+// whose Unicode case mapping folds more than ASCII's.
+func sameFoldedHeaderName(a, b string) bool {
+	if len(a) == len(b) {
+		for i := 0; i < len(a); i++ {
+			ca, cb := a[i], b[i]
+			if ca >= utf8.RuneSelf || cb >= utf8.RuneSelf {
+				return foldHeaderName(a) == foldHeaderName(b)
+			}
+			if foldHeaderByte(ca) != foldHeaderByte(cb) {
+				return false
+			}
+		}
+		return true
+	}
+	if !isASCII(a) || !isASCII(b) {
+		return foldHeaderName(a) == foldHeaderName(b)
+	}
+	return false
+}
+
+func foldHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // isHeaderToken reports whether name is a non-empty RFC 9110 token.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -510,4 +511,85 @@ func FuzzTrustedHeaders(f *testing.F) {
 			t.Errorf("Check(%q, not platform) = %+v, want %+v", h, got, testPlatform)
 		}
 	})
+}
+
+// sameFoldedCases seed TestSameFoldedHeaderName and its fuzz target.
+var sameFoldedCases = []struct{ a, b string }{
+	{"X-Gateway-Tenant", "X-Gateway-Tenant"},
+	{"X-Gateway-Tenant", "x_gateway_TENANT"},
+	{"X-Gateway-Tenant", "X-Gateway-User"},
+	{"X-Gateway-Tenant", "X-Gateway-Tenan"},
+	{"X-Gateway-Tenant", "X-Gateway-Tenant "},
+	{"Content-Type", "content_type"},
+	{"", ""},
+	{"\u212a", "k"}, // Kelvin sign: Unicode lower-cases it to k
+	{"\u0130", "i"},
+	{"ÄÖ", "äö"},
+}
+
+// TestSameFoldedHeaderName: the allocation-free comparison agrees with
+// comparing foldHeaderName's results.
+func TestSameFoldedHeaderName(t *testing.T) {
+	for _, tc := range sameFoldedCases {
+		got, want := sameFoldedHeaderName(tc.a, tc.b), foldHeaderName(tc.a) == foldHeaderName(tc.b)
+		if got != want {
+			t.Errorf("sameFoldedHeaderName(%q, %q) = %v, want %v", tc.a, tc.b, got, want)
+		}
+	}
+}
+
+func FuzzSameFoldedHeaderName(f *testing.F) {
+	for _, tc := range sameFoldedCases {
+		f.Add(tc.a, tc.b)
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		got, want := sameFoldedHeaderName(a, b), foldHeaderName(a) == foldHeaderName(b)
+		if got != want {
+			t.Errorf("sameFoldedHeaderName(%q, %q) = %v, want %v", a, b, got, want)
+		}
+	})
+}
+
+// TestTenantPatternCompiledAtLoad: the key store compiles a platform key's
+// tenant pattern once, anchored, and Authenticate matches with that
+// compiled pattern as Check would with its own.
+func TestTenantPatternCompiledAtLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	key, rec, err := IssueKey(path, KeyRecord{User: "saas",
+		Platform: &PlatformGrant{TenantPattern: `acme-corp|t-[0-9]+`}}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := LoadKeyStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.byID[rec.ID].tenantRE == nil {
+		t.Fatal("the store did not compile the tenant pattern")
+	}
+	a := &Authenticator{Keys: NewKeyVerifier(ks)}
+	for _, tc := range []struct {
+		tenant  string
+		wantErr error
+	}{
+		{"acme-corp", nil},
+		{"t-42", nil},
+		{"acme-corp-evil", ErrForbidden},
+		{"xt-42", ErrForbidden},
+		{"t-", ErrForbidden},
+	} {
+		r := requestWith(t, "Authorization", "Bearer "+key, "X-Gateway-Tenant", tc.tenant)
+		id, err := a.Authenticate(r)
+		if !errors.Is(err, tc.wantErr) || (err != nil) != (tc.wantErr != nil) {
+			t.Errorf("Authenticate(tenant %q) error = %v, want %v", tc.tenant, err, tc.wantErr)
+			continue
+		}
+		_, checkErr := TrustedHeaders{}.Check(r, rec.Identity(), rec.Platform)
+		if (err == nil) != (checkErr == nil) {
+			t.Errorf("Authenticate(tenant %q) error = %v, but Check error = %v", tc.tenant, err, checkErr)
+		}
+		if err == nil && id.Tenant != tc.tenant {
+			t.Errorf("Authenticate(tenant %q).Tenant = %q", tc.tenant, id.Tenant)
+		}
+	}
 }

@@ -87,11 +87,21 @@ func (v *KeyVerifier) AuthenticateKey(r *http.Request) (Identity, *PlatformGrant
 // ErrInvalidCredentials, whose text never contains the key; it names the
 // key id only if the id is in the store.
 func (v *KeyVerifier) VerifyKey(key string) (Identity, *PlatformGrant, error) {
+	k, err := v.verify(key)
+	if err != nil {
+		return Identity{}, nil, err
+	}
+	return k.rec.Identity(), k.rec.Platform.clone(), nil
+}
+
+// verify is VerifyKey returning the stored key itself, with its compiled
+// tenant pattern; the caller must not change it.
+func (v *KeyVerifier) verify(key string) (storedKey, error) {
 	// A malformed key is refused before hashing: the format is public, so
 	// the timing of that refusal tells nothing about the store.
 	id, _, err := parseKey(key)
 	if err != nil {
-		return Identity{}, nil, err
+		return storedKey{}, err
 	}
 	sum := hashKey(key)
 	var k storedKey
@@ -105,24 +115,24 @@ func (v *KeyVerifier) VerifyKey(key string) (Identity, *PlatformGrant, error) {
 	}
 	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 	if !known {
-		return Identity{}, nil, fmt.Errorf("api key: unknown key id: %w", ErrInvalidCredentials)
+		return storedKey{}, fmt.Errorf("api key: unknown key id: %w", ErrInvalidCredentials)
 	}
 	if !match {
-		return Identity{}, nil, fmt.Errorf("api key %s: wrong secret: %w", k.rec.ID, ErrInvalidCredentials)
+		return storedKey{}, fmt.Errorf("api key %s: wrong secret: %w", k.rec.ID, ErrInvalidCredentials)
 	}
 	// Revocation and expiry are checked only after the secret: only the
 	// key's holder learns why it no longer works.
 	if k.rec.Revoked() {
-		return Identity{}, nil, fmt.Errorf("api key %s: revoked: %w", k.rec.ID, ErrInvalidCredentials)
+		return storedKey{}, fmt.Errorf("api key %s: revoked: %w", k.rec.ID, ErrInvalidCredentials)
 	}
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now
 	}
 	if k.rec.Expired(now()) {
-		return Identity{}, nil, fmt.Errorf("api key %s: expired: %w", k.rec.ID, ErrInvalidCredentials)
+		return storedKey{}, fmt.Errorf("api key %s: expired: %w", k.rec.ID, ErrInvalidCredentials)
 	}
-	return k.rec.Identity(), k.rec.Platform.clone(), nil
+	return k, nil
 }
 
 // IsAPIKey reports whether a presented credential has the shape of a

@@ -92,10 +92,14 @@ type KeyStore struct {
 	byID    map[string]storedKey
 }
 
-// storedKey is a record with its hash decoded once, at load time.
+// storedKey is a record with its hash decoded and its tenant pattern
+// compiled once, at load time, not on every request.
 type storedKey struct {
 	rec KeyRecord
 	sum [sha256.Size]byte
+	// tenantRE is the record's anchored Platform.TenantPattern; nil
+	// without one.
+	tenantRE *regexp.Regexp
 }
 
 // LoadKeyStore reads and validates the key store file at path.
@@ -158,7 +162,12 @@ func newKeyStore(version int, records []KeyRecord) (*KeyStore, error) {
 			errs = append(errs, fmt.Errorf("keys[%d]: %w", i, err))
 			continue
 		}
-		ks.byID[rec.ID] = storedKey{rec: rec, sum: sum}
+		k := storedKey{rec: rec, sum: sum}
+		if rec.Platform != nil && rec.Platform.TenantPattern != "" {
+			// Cannot fail: validateRecord compiled the same pattern.
+			k.tenantRE, _ = compileTenantPattern(rec.Platform.TenantPattern)
+		}
+		ks.byID[rec.ID] = k
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -262,11 +271,19 @@ func (g *PlatformGrant) validate() error {
 		}
 	}
 	if g.TenantPattern != "" {
-		if _, err := regexp.Compile(g.TenantPattern); err != nil {
+		if _, err := compileTenantPattern(g.TenantPattern); err != nil {
 			errs = append(errs, fmt.Errorf("tenant_pattern: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// compileTenantPattern compiles a TenantPattern to match the whole of a
+// tenant ID: \A and \z anchor the whole text regardless of flags inside
+// the pattern, and the group keeps an alternation ("a|b") inside the
+// anchors, so pattern "acme-corp" does not allow "acme-corp-evil".
+func compileTenantPattern(pattern string) (*regexp.Regexp, error) {
+	return regexp.Compile(`\A(?:` + pattern + `)\z`)
 }
 
 func isKeyStoreControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

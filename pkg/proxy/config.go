@@ -35,6 +35,20 @@ const (
 	// DefaultBodyMinRate, in bytes per second, stretches the body deadline
 	// for large bodies: a 25,000,000-byte InvokeModel payload gets 250s.
 	DefaultBodyMinRate = 100_000
+	// DefaultMaxIdleConnsPerHost is how many idle connections to Bedrock
+	// the upstream transport keeps. The gateway talks to one host, so
+	// this bounds reuse: with more concurrent requests than idle slots,
+	// the surplus connections are closed after each answer and new ones
+	// dialed (TCP and TLS handshakes) for the next. 256 covers a busy
+	// replica; an idle connection costs a socket and a few KiB.
+	DefaultMaxIdleConnsPerHost = 256
+	// upstreamIdleConnTimeout closes an upstream connection idle this
+	// long (http.DefaultTransport's value): it keeps the pool warm across
+	// lulls of a busy replica and lets a quiet one give its sockets back.
+	upstreamIdleConnTimeout = 90 * time.Second
+	// maxMaxIdleConnsPerHost bounds proxy.max_idle_conns_per_host: more idle
+	// sockets than this is a typo, not a tuning.
+	maxMaxIdleConnsPerHost = 65536
 )
 
 // Config configures a Proxy. Endpoint, Region, Authenticator, Resolver and
@@ -75,6 +89,10 @@ type Config struct {
 	BodyMinRate int64
 	// UserAgent is sent upstream. Default DefaultUserAgent.
 	UserAgent string
+	// MaxIdleConnsPerHost is how many idle connections to Bedrock the
+	// transport New builds keeps for reuse; size it for the concurrent
+	// requests of one replica. Default DefaultMaxIdleConnsPerHost.
+	MaxIdleConnsPerHost int
 	// DisableMetadataStamp turns off writing the caller's identity into
 	// Bedrock request metadata (Converse requestMetadata,
 	// X-Amzn-Bedrock-Request-Metadata), which makes Bedrock's own
@@ -140,6 +158,10 @@ func (c Config) settingsProblems() []error {
 	}
 	if c.BodyMinRate < 0 {
 		add("body_min_rate: must not be negative, got %d", c.BodyMinRate)
+	}
+	if c.MaxIdleConnsPerHost < 0 || c.MaxIdleConnsPerHost > maxMaxIdleConnsPerHost {
+		add("max_idle_conns_per_host: must be 1..%d, or 0 for the default %d, got %d",
+			maxMaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost, c.MaxIdleConnsPerHost)
 	}
 	return errs
 }
@@ -209,6 +231,9 @@ func (c Config) withDefaults() Config {
 	if c.UserAgent == "" {
 		c.UserAgent = DefaultUserAgent
 	}
+	if c.MaxIdleConnsPerHost == 0 {
+		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -220,13 +245,22 @@ func (c Config) withDefaults() Config {
 
 // newTransport builds the upstream transport: a clone of
 // http.DefaultTransport without compression, so that Bedrock's bytes pass
-// verbatim. It never replays a POST that may have been sent: it retries
-// only requests that were not written at all, or that carry
-// Idempotency-Key, which the header allow-list drops.
-func newTransport(responseHeaderTimeout time.Duration, roots *x509.CertPool) *http.Transport {
+// verbatim, tuned for one busy host: up to maxIdle idle connections are
+// kept (DefaultTransport keeps 2 per host, so under concurrency it dials
+// and closes connections constantly), and HTTP/2 is attempted, which
+// Bedrock's HTTPS endpoints speak, even with custom root CAs.
+//
+// It never replays a POST that may have been sent: net/http retries only
+// requests that were not written at all, or that are idempotent (GET, or
+// carrying Idempotency-Key, which the header allow-list drops).
+func newTransport(responseHeaderTimeout time.Duration, roots *x509.CertPool, maxIdle int) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DisableCompression = true
 	t.ResponseHeaderTimeout = responseHeaderTimeout
+	t.ForceAttemptHTTP2 = true
+	t.MaxIdleConns = maxIdle
+	t.MaxIdleConnsPerHost = maxIdle
+	t.IdleConnTimeout = upstreamIdleConnTimeout
 	if roots != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,7 +37,7 @@ func TestConfigValidate(t *testing.T) {
 		{"nested base path", func(c *Config) { c.BasePath = "/a/b" }, nil},
 		{"tunables set", func(c *Config) {
 			c.MaxBodyBytes, c.ResponseHeaderTimeout, c.StreamIdleTimeout = 1, time.Second, time.Second
-			c.BodyTimeout, c.BodyMinRate = time.Second, 1
+			c.BodyTimeout, c.BodyMinRate, c.MaxIdleConnsPerHost = time.Second, 1, 1
 		}, nil},
 		{"no endpoint", func(c *Config) { c.Endpoint = nil }, []string{"endpoint: "}},
 		{"relative endpoint", func(c *Config) { c.Endpoint = &url.URL{Path: "/bedrock"} }, []string{"endpoint: "}},
@@ -52,10 +53,14 @@ func TestConfigValidate(t *testing.T) {
 		{"negative idle timeout", func(c *Config) { c.StreamIdleTimeout = -time.Second }, []string{"stream_idle_timeout: "}},
 		{"negative body timeout", func(c *Config) { c.BodyTimeout = -time.Second }, []string{"body_timeout: "}},
 		{"negative body rate", func(c *Config) { c.BodyMinRate = -1 }, []string{"body_min_rate: "}},
+		{"negative idle conns", func(c *Config) { c.MaxIdleConnsPerHost = -1 }, []string{"max_idle_conns_per_host: "}},
+		{"absurd idle conns", func(c *Config) { c.MaxIdleConnsPerHost = maxMaxIdleConnsPerHost + 1 }, []string{"max_idle_conns_per_host: "}},
 		{"everything wrong", func(c *Config) {
-			*c = Config{BasePath: "x/", MaxBodyBytes: -1, ResponseHeaderTimeout: -1, StreamIdleTimeout: -1, BodyTimeout: -1, BodyMinRate: -1}
+			*c = Config{BasePath: "x/", MaxBodyBytes: -1, ResponseHeaderTimeout: -1, StreamIdleTimeout: -1, BodyTimeout: -1, BodyMinRate: -1,
+				MaxIdleConnsPerHost: -1}
 		}, []string{"endpoint: ", "region: ", "authenticator: ", "resolver: ", "credentials: ", "base_path: ",
-			"max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: "}},
+			"max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: ",
+			"max_idle_conns_per_host: "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +72,8 @@ func TestConfigValidate(t *testing.T) {
 			wantSettings := false
 			for _, w := range tt.want {
 				switch w {
-				case "base_path: ", "max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: ":
+				case "base_path: ", "max_body_bytes: ", "response_header_timeout: ", "stream_idle_timeout: ", "body_timeout: ", "body_min_rate: ",
+					"max_idle_conns_per_host: ":
 					wantSettings = true
 				}
 			}
@@ -116,9 +122,15 @@ func TestNewAppliesDefaults(t *testing.T) {
 		t.Errorf("transport DisableCompression = %v, ResponseHeaderTimeout = %v, want true, %v",
 			p.transport.DisableCompression, p.transport.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	}
+	if tr := p.transport; tr.MaxIdleConnsPerHost != DefaultMaxIdleConnsPerHost || tr.MaxIdleConns != DefaultMaxIdleConnsPerHost ||
+		!tr.ForceAttemptHTTP2 || tr.IdleConnTimeout <= 0 {
+		t.Errorf("transport MaxIdleConnsPerHost = %d, MaxIdleConns = %d, ForceAttemptHTTP2 = %v, IdleConnTimeout = %v, want %d, %d, true, > 0",
+			tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.ForceAttemptHTTP2, tr.IdleConnTimeout, DefaultMaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	}
 
 	c := validConfig()
 	c.ResponseHeaderTimeout = 3 * time.Second
+	c.MaxIdleConnsPerHost = 7
 	p, err = New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +138,9 @@ func TestNewAppliesDefaults(t *testing.T) {
 	defer p.Close()
 	if got := p.transport.ResponseHeaderTimeout; got != 3*time.Second {
 		t.Errorf("transport ResponseHeaderTimeout = %v, want 3s", got)
+	}
+	if got := p.transport.MaxIdleConnsPerHost; got != 7 {
+		t.Errorf("transport MaxIdleConnsPerHost = %d, want 7", got)
 	}
 }
 
@@ -188,4 +203,72 @@ func TestCloseLeavesInjectedTransport(t *testing.T) {
 	if n := tr.closes.Load(); n != 0 {
 		t.Errorf("Close closed the injected transport's connections %d times, want 0", n)
 	}
+}
+
+// TestUpstreamConnectionsReused: concurrent requests share a few kept-alive
+// upstream connections instead of dialing one per request, as
+// http.DefaultTransport's two idle connections per host made them do.
+func TestUpstreamConnectionsReused(t *testing.T) {
+	const workers, perWorker = 32, 10
+	var accepted atomic.Int32
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"usage":{"inputTokens":1,"outputTokens":1,"totalTokens":2}}`)
+	}))
+	upstream.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	upstream.Start()
+	defer upstream.Close()
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.Endpoint, _ = url.Parse(upstream.URL) })
+	// The client side keeps its own connections too, so that only the
+	// gateway's upstream reuse is measured.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	defer client.CloseIdleConnections()
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			var err error
+			for range perWorker {
+				if err = postOnce(client, h.gateway.URL+"/model/amazon.nova-lite-v1:0/converse"); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At most one connection per concurrent request; with two idle
+	// connections kept, 320 requests dialed hundreds.
+	if n := accepted.Load(); n > workers {
+		t.Errorf("upstream accepted %d connections for %d requests from %d workers, want at most %d",
+			n, workers*perWorker, workers, workers)
+	}
+}
+
+func postOnce(client *http.Client, url string) error {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(converseBody))
+	if err != nil {
+		return err
+	}
+	req.Header = authed()
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status = %d, want 200", resp.StatusCode)
+	}
+	return nil
 }

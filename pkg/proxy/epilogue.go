@@ -121,14 +121,17 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 // accessLog writes the request's one log line: who called, what, the
 // outcome and the cause of a refusal; never a credential.
 func (p *Proxy) accessLog(r *http.Request, sw *statusWriter, st *reqState, u *usage.Record) {
-	attrs := []slog.Attr{
+	// Room for every attribute the line can have: appending never
+	// reallocates.
+	attrs := make([]slog.Attr, 0, 22)
+	attrs = append(attrs,
 		slog.String("request_id", u.RequestID),
 		slog.String("method", r.Method),
 		slog.String("operation", u.Operation),
 		slog.Int("status", u.Status),
 		slog.Duration("duration", u.Latency),
 		slog.Int64("bytes_out", sw.bytes),
-	}
+	)
 	if u.Model != "" {
 		attrs = append(attrs, slog.String("model", u.Model))
 	}

@@ -45,7 +45,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL = &u
 	pr.Out.Host = ""
 	pr.Out.Method = o.method
-	pr.Out.Header = o.header.Clone()
+	// prepare built the header for this request alone; the signing
+	// transport works on its own copy.
+	pr.Out.Header = o.header
 
 	pr.Out.TransferEncoding = nil
 	if o.body == nil {
@@ -85,7 +87,11 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if t.sent != nil {
 		t.sent(st)
 	}
-	out := req.Clone(req.Context())
+	// The signer writes the header and Host and reads the rest, so a
+	// shallow copy with its own header is the clone it needs; a deep
+	// Request.Clone would copy the URL, path values and more besides.
+	out := req.WithContext(req.Context())
+	out.Header = req.Header.Clone()
 	out.Header.Del("Authorization")
 	out.Header.Del("X-Amz-Date")
 	out.Header.Del("X-Amz-Security-Token")

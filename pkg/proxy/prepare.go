@@ -97,7 +97,7 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error
 			defer rc.SetReadDeadline(time.Time{})
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	body, err := readSized(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes), r.ContentLength)
 	if err != nil {
 		return nil, bodyError(err, p.cfg.MaxBodyBytes)
 	}
@@ -105,6 +105,36 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error
 		st.bodyRead = true
 	}
 	return body, nil
+}
+
+// readSized reads all of r, which declared length bytes (-1: unknown). A
+// declared length (at most MaxBodyBytes: readBody checked) is read into a
+// buffer of exactly that size in one allocation, where io.ReadAll grows
+// its buffer step by step (for 4 KiB, nine allocations and 2.5 times the
+// bytes). A body shorter than it declared is an error, as net/http's
+// server makes it; one longer (which that server never delivers) is read
+// on, still bounded by r.
+func readSized(r io.Reader, length int64) ([]byte, error) {
+	if length <= 0 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, length)
+	if n, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return buf[:n], err
+	}
+	var one [1]byte
+	n, err := io.ReadFull(r, one[:])
+	if n == 0 {
+		if err == io.EOF {
+			return buf, nil
+		}
+		return buf, err
+	}
+	rest, err := io.ReadAll(r)
+	return append(append(buf, one[0]), rest...), err
 }
 
 // parseTarget builds where the request goes upstream from its parsed path,

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,7 +97,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{cfg: cfg, log: cfg.Logger}
 	upstream := cfg.Transport
 	if upstream == nil {
-		p.transport = newTransport(cfg.ResponseHeaderTimeout, cfg.RootCAs)
+		p.transport = newTransport(cfg.ResponseHeaderTimeout, cfg.RootCAs, cfg.MaxIdleConnsPerHost)
 		upstream = p.transport
 	}
 	p.rp = &httputil.ReverseProxy{
@@ -104,11 +105,18 @@ func New(cfg Config) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		Transport: &signingTransport{next: upstream, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now,
 			sent: func(st *reqState) { cfg.Metrics.observeOverhead(st.op, cfg.Now().Sub(st.start)) }},
-		FlushInterval: -1, // event streams: every read is flushed to the client at once
+		// 0, not -1: a response of known length (Bedrock's JSON answers)
+		// is written through the server's buffer and flushed once at the
+		// end. The ReverseProxy flushes every read anyway of a response
+		// without Content-Length, which is how Bedrock sends event
+		// streams, and tapResponse makes sure of it for every event
+		// stream, so events still reach the client one by one.
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.fail(w, r, proxyError(r.Context(), err))
 		},
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		ErrorLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		BufferPool: &copyBuffers{},
 	}
 	p.router = p.newRouter()
 	return p, nil
@@ -138,6 +146,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.finish(sw, r, st)
 	p.router.ServeHTTP(sw, r)
+}
+
+// copyBuffer is the size of the buffers the ReverseProxy copies response
+// bodies with: what it allocates for each response without a pool.
+const copyBuffer = 32 << 10
+
+// copyBuffers is the ReverseProxy's BufferPool: without one it allocates
+// a 32 KiB buffer for every response it relays. A buffer is scratch
+// space, handed to one copy at a time.
+type copyBuffers struct{ pool sync.Pool }
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, copyBuffer)
+}
+
+func (c *copyBuffers) Put(b []byte) {
+	if cap(b) == copyBuffer {
+		b = b[:copyBuffer]
+		c.pool.Put(&b)
+	}
 }
 
 func newRequestID() string {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 	"go.uber.org/goleak"
 
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
@@ -309,6 +310,67 @@ func TestStreamsFrameByFrame(t *testing.T) {
 	}
 	if len(frames) == 0 || !bytes.Contains(frames[len(frames)-1], []byte("modelStreamErrorException")) {
 		t.Errorf("last frame does not carry the stream exception: %d frames", len(frames))
+	}
+}
+
+// TestStreamWithLengthFlushedEventByEvent: an event stream that declares a
+// Content-Length (Bedrock's are chunked) is still relayed event by event:
+// the upstream holds event 1 until the client has read event 0.
+func TestStreamWithLengthFlushedEventByEvent(t *testing.T) {
+	var frames [2]bytes.Buffer
+	enc := eventstream.NewEncoder()
+	for i := range frames {
+		msg := eventstream.Message{Payload: []byte(fmt.Sprintf(`{"contentBlockIndex":0,"delta":{"text":"event %d"}}`, i))}
+		msg.Headers.Set(":message-type", eventstream.StringValue("event"))
+		msg.Headers.Set(":event-type", eventstream.StringValue("contentBlockDelta"))
+		if err := enc.Encode(&frames[i], msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", eventStreamType)
+		w.Header().Set("Content-Length", fmt.Sprint(frames[0].Len()+frames[1].Len()))
+		w.Write(frames[0].Bytes())
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		w.Write(frames[1].Bytes())
+	}))
+	defer upstream.Close()
+	defer close(release)
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.Endpoint, _ = url.Parse(upstream.URL) })
+	first := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, h.gateway.URL+"/model/amazon.nova-lite-v1:0/converse-stream", strings.NewReader(converseBody))
+		req.Header = authed()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			first <- fmt.Errorf("status = %d, want 200", resp.StatusCode)
+			return
+		}
+		f, err := readFrame(resp.Body)
+		if err == nil && !bytes.Equal(f, frames[0].Bytes()) {
+			err = errors.New("first frame differs from event 0")
+		}
+		first <- err
+	}()
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("event 0 did not reach the client before event 1 was sent: the gateway buffers")
 	}
 }
 

@@ -51,9 +51,17 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 		requestID: firstNonEmpty(resp.Header.Get("X-Amzn-Requestid"), resp.Header.Get("X-Amz-Request-Id")),
 		errorType: sanitizeErrorType(resp.Header.Get("X-Amzn-Errortype")),
 		op:        st.op,
-		header:    resp.Header.Clone(),
+		// Read by finish, after the ReverseProxy is done with it; nothing
+		// changes a response's header once ModifyResponse has run.
+		header: resp.Header,
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
+		// The ReverseProxy flushes every read of a response whose
+		// length it does not know (FlushInterval is 0 otherwise): an
+		// event stream must be relayed event by event even if it
+		// declared a Content-Length. The header, if any, is still
+		// passed on, and the body is the same.
+		resp.ContentLength = -1
 		t.meter = usage.NewStreamMeter(st.op)
 		if m := p.cfg.Metrics; m != nil {
 			m.streams.Inc()
