@@ -120,6 +120,13 @@ func (f *fleetEnv) assumeRoles() int {
 // TestFleetOneAssumeRolePerUser: 300 users sending 3 requests each to
 // random replicas cause exactly 300 AssumeRole calls, and 100 concurrent
 // first requests of one cold user through three replicas cause one.
+//
+// A Redis call that fails (on a machine starved of CPU a call can miss its
+// timeout, and a second of that opens the breaker) makes a replica fall
+// back to its own session by design, so each AssumeRole beyond the count
+// must be matched by a Redis call that failed or was skipped; with none,
+// the count is exact. Callers retry a 503 after its
+// Retry-After, as SDKs do.
 func TestFleetOneAssumeRolePerUser(t *testing.T) {
 	f := startFleet(t, 3, nil)
 	var wg sync.WaitGroup
@@ -129,7 +136,7 @@ func TestFleetOneAssumeRolePerUser(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 3 {
-				if rec := f.converse(rand.IntN(3), fmt.Sprintf("u%d", u)); rec.Code != http.StatusOK {
+				if rec := f.converseRetrying(rand.IntN(3), fmt.Sprintf("u%d", u)); rec.Code != http.StatusOK {
 					errs <- fmt.Sprintf("u%d: %d %s", u, rec.Code, rec.Body)
 				}
 			}
@@ -140,27 +147,66 @@ func TestFleetOneAssumeRolePerUser(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if n := f.assumeRoles(); n != 300 {
-		t.Errorf("300 users x 3 requests through 3 replicas: %d AssumeRole calls, want 300\n%s", n, f.fleetMetrics())
+	n, redisErrs := f.assumeRoles(), f.redisErrors()
+	t.Logf("300 users x 3 requests through 3 replicas: %d AssumeRole calls, %v failed Redis calls", n, redisErrs)
+	if n < 300 || float64(n-300) > redisErrs {
+		t.Errorf("300 users x 3 requests through 3 replicas: %d AssumeRole calls with %v failed Redis calls, want 300\n%s", n, redisErrs, f.fleetMetrics())
 	}
 
-	before := f.assumeRoles()
+	before, errsBefore := f.assumeRoles(), f.redisErrors()
 	start := make(chan struct{})
 	for i := range 100 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			if rec := f.converse(i%3, "cold"); rec.Code != http.StatusOK {
+			if rec := f.converseRetrying(i%3, "cold"); rec.Code != http.StatusOK {
 				t.Errorf("cold user request %d: %d %s", i, rec.Code, rec.Body)
 			}
 		}()
 	}
 	close(start)
 	wg.Wait()
-	if n := f.assumeRoles() - before; n != 1 {
-		t.Errorf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls, want 1\n%s", n, f.fleetMetrics())
+	n, redisErrs = f.assumeRoles()-before, f.redisErrors()-errsBefore
+	t.Logf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls, %v failed Redis calls", n, redisErrs)
+	if n < 1 || float64(n-1) > redisErrs {
+		t.Errorf("100 concurrent first requests of one user through 3 replicas: %d AssumeRole calls with %v failed Redis calls, want 1\n%s", n, redisErrs, f.fleetMetrics())
 	}
+}
+
+// converseRetrying is converse with a client's retries: a 503 is tried
+// again after its Retry-After, up to 5 times.
+func (f *fleetEnv) converseRetrying(i int, user string) *httptest.ResponseRecorder {
+	for try := 0; ; try++ {
+		rec := f.converse(i, user)
+		if rec.Code != http.StatusServiceUnavailable || try == 5 {
+			return rec
+		}
+		d, err := time.ParseDuration(rec.Header().Get("Retry-After") + "s")
+		if err != nil {
+			return rec
+		}
+		time.Sleep(d)
+	}
+}
+
+// redisErrors is the replicas' count of Redis calls that failed or were
+// skipped because the breaker was open: each may have sent a replica to
+// STS on its own.
+func (f *fleetEnv) redisErrors() float64 {
+	var n float64
+	for _, g := range f.replicas {
+		mfs, _ := g.reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "bedrock_gateway_fleet_redis_errors_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 // scanValues returns every string value in the fleet's Redis.
