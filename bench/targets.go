@@ -107,21 +107,25 @@ func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server,
 	if err != nil {
 		return nil, err
 	}
-	logger, err := gateway.NewLogger(cfg.Log, logFile, new(slog.LevelVar))
+	logger, closeLog, err := gateway.NewLogger(cfg.Log, logFile, new(slog.LevelVar))
 	if err != nil {
 		logFile.Close()
 		return nil, err
 	}
+	closeLogFile := func() {
+		closeLog()
+		logFile.Close()
+	}
 	g, err := gateway.New(ctx, &cfg, gateway.Options{Logger: logger, Stdout: io.Discard, Version: "bench",
 		Credentials: credentials.StaticCredentialsProvider{Value: fake.RootCredentials(gatewayRole)}})
 	if err != nil {
-		logFile.Close()
+		closeLogFile()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		g.Close(time.Second)
-		logFile.Close()
+		closeLogFile()
 		return nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -133,6 +137,6 @@ func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server,
 			logger.Warn("gateway stopped", "error", err)
 		}
 		g.Close(5 * time.Second)
-		logFile.Close()
+		closeLogFile()
 	}}, key: key, platform: platform}, nil
 }

@@ -51,10 +51,11 @@ func cmdServe(ctx context.Context, args []string, p process) error {
 		return err
 	}
 	level := new(slog.LevelVar)
-	logger, err := gateway.NewLogger(cfg.Log, p.stderr, level)
+	logger, closeLog, err := gateway.NewLogger(cfg.Log, p.stderr, level)
 	if err != nil {
 		return err
 	}
+	defer closeLog() // last: every line, the shutdown's included, is written
 	g, err := gateway.New(ctx, cfg, gateway.Options{Credentials: p.awsCredentials, Logger: logger, LogLevel: level,
 		Stdout: p.stdout, Load: load, Getenv: p.getenv, Version: version})
 	if err != nil {
