@@ -89,7 +89,7 @@ func TestUpstreamStreamCut(t *testing.T) {
 			}
 			h := newHarness(t, fakeaws.Options{}, func(c *Config) {
 				c.Endpoint, _ = url.Parse(upstream.URL)
-				c.Usage = usage.Sinks{sink, metrics}
+				c.Usage = usage.Sinks{metrics, sink} // the metrics first: once the sink has the record, the counters are up to date
 			})
 			resp := h.post(t, "/model/anthropic.claude-3-haiku-20240307-v1:0/invoke-with-response-stream",
 				`{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, authed())
