@@ -323,26 +323,13 @@ func (g *Gateway) Close(timeout time.Duration) {
 // shareState puts the fleet's shared STS budget and limits in place of
 // the replica's own (each falls back to them while Redis is unavailable).
 func (g *Gateway) shareState(sc *sessioncache.Config) error {
-	rate, share := sc.Rate, sc.NewSessionShare
-	if rate == 0 {
-		rate = sessioncache.DefaultRate
+	d := sc.WithDefaults()
+	bc := fleet.BudgetConfig{Rate: d.Rate, NewSessionShare: d.NewSessionShare, AdmissionWait: d.AdmissionWait,
+		ThrottleCooldown: d.ThrottleCooldown, Registerer: g.reg}
+	if n := g.cfg.Fleet.ExpectedReplicas; n > 0 {
+		bc.LocalRate = d.Rate / float64(n) // else NewBudget's default share
 	}
-	if share == 0 {
-		share = sessioncache.DefaultNewSessionShare
-	}
-	replicas := g.cfg.Fleet.ExpectedReplicas
-	if replicas == 0 {
-		replicas = fleet.DefaultExpectedReplicas
-	}
-	wait, cooldown := sc.AdmissionWait, sc.ThrottleCooldown
-	if wait == 0 {
-		wait = sessioncache.DefaultAdmissionWait
-	}
-	if cooldown == 0 {
-		cooldown = sessioncache.DefaultThrottleCooldown
-	}
-	budget, err := fleet.NewBudget(g.fleet, fleet.BudgetConfig{Rate: rate, NewSessionShare: share, AdmissionWait: wait,
-		ThrottleCooldown: cooldown, LocalRate: rate / float64(replicas), Registerer: g.reg})
+	budget, err := fleet.NewBudget(g.fleet, bc)
 	if err != nil {
 		return err
 	}

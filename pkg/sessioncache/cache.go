@@ -297,15 +297,16 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("sessioncache: %w", err)
 	}
 
+	cfg = cfg.WithDefaults()
 	c := &Cache{
 		sts:           cfg.STS,
 		now:           cfg.Now,
 		rand:          cfg.Rand,
-		margin:        orDefault(cfg.ExpiryMargin, DefaultExpiryMargin),
-		stsTimeout:    orDefault(cfg.STSTimeout, DefaultSTSTimeout),
-		refreshBefore: orDefault(cfg.RefreshBefore, DefaultRefreshBefore),
-		refreshJitter: orDefault(cfg.RefreshJitter, DefaultRefreshJitter),
-		negativeTTL:   orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
+		margin:        cfg.ExpiryMargin,
+		stsTimeout:    cfg.STSTimeout,
+		refreshBefore: cfg.RefreshBefore,
+		refreshJitter: cfg.RefreshJitter,
+		negativeTTL:   cfg.NegativeTTL,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -313,15 +314,14 @@ func New(cfg Config) (*Cache, error) {
 	if c.rand == nil {
 		c.rand = rand.Float64
 	}
-	size := orDefault(cfg.Size, DefaultSize)
+	size := cfg.Size
 	l, err := lru.New[string, *entry](size)
 	if err != nil {
 		return nil, fmt.Errorf("sessioncache: %w", err)
 	}
 	c.lru = l
 	c.negative, _ = lru.New[string, refusal](max(64, size/10))
-	c.adm = newAdmission(orDefault(cfg.Rate, DefaultRate), orDefault(cfg.NewSessionShare, DefaultNewSessionShare),
-		orDefault(cfg.AdmissionWait, DefaultAdmissionWait), orDefault(cfg.ThrottleCooldown, DefaultThrottleCooldown), c.now)
+	c.adm = newAdmission(cfg.Rate, cfg.NewSessionShare, cfg.AdmissionWait, cfg.ThrottleCooldown, c.now)
 	c.root, c.cancel = context.WithCancel(context.Background())
 	c.m = newMetrics(l.Len, c.minRemaining)
 	c.adm.throttleFn, c.adm.budget = c.m.admissionRate.Set, cfg.Budget
@@ -583,6 +583,23 @@ func (c *Cache) minRemaining() float64 {
 		}
 	}
 	return least
+}
+
+// WithDefaults returns c with every zero setting replaced by its Default*
+// value: what New runs with, and what a caller that shares the settings
+// with another component (the fleet's STS budget) must use too.
+func (c Config) WithDefaults() Config {
+	c.Size = orDefault(c.Size, DefaultSize)
+	c.ExpiryMargin = orDefault(c.ExpiryMargin, DefaultExpiryMargin)
+	c.STSTimeout = orDefault(c.STSTimeout, DefaultSTSTimeout)
+	c.Rate = orDefault(c.Rate, DefaultRate)
+	c.NewSessionShare = orDefault(c.NewSessionShare, DefaultNewSessionShare)
+	c.AdmissionWait = orDefault(c.AdmissionWait, DefaultAdmissionWait)
+	c.RefreshBefore = orDefault(c.RefreshBefore, DefaultRefreshBefore)
+	c.RefreshJitter = orDefault(c.RefreshJitter, DefaultRefreshJitter)
+	c.NegativeTTL = orDefault(c.NegativeTTL, DefaultNegativeTTL)
+	c.ThrottleCooldown = orDefault(c.ThrottleCooldown, DefaultThrottleCooldown)
+	return c
 }
 
 func orDefault[T comparable](v, def T) T {
