@@ -83,15 +83,16 @@ func TestSIGHUPReload(t *testing.T) {
 	if status, body, _ := e.call(t, key); status != http.StatusOK {
 		t.Fatalf("after a refused reload: %d %s", status, body)
 	}
-	var converse int
-	for _, r := range readLedger(t, e.ledger) {
-		if r.Operation == "Converse" {
-			converse++
+	// The ledger is written every usage.ledger_flush_interval.
+	eventually(t, "the reopened ledger holds the Converse record", func() bool {
+		var converse int
+		for _, r := range readLedger(t, e.ledger) {
+			if r.Operation == "Converse" {
+				converse++
+			}
 		}
-	}
-	if converse != 1 {
-		t.Errorf("reopened ledger has %d Converse records, want 1", converse)
-	}
+		return converse == 1
+	})
 	if n := len(e.fake.AssumeRoleCalls()); n != 2 {
 		t.Errorf("AssumeRole calls after a refused reload = %d, want 2 (the dept session, cached)", n)
 	}

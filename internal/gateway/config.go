@@ -172,6 +172,9 @@ type UsageConfig struct {
 	Ledger           string `yaml:"ledger"`
 	LedgerMaxBytes   int64  `yaml:"ledger_max_bytes"`
 	LedgerMaxBackups int    `yaml:"ledger_max_backups"`
+	// LedgerFlushInterval is how long a record may wait in memory before
+	// it is written (0: each record written through by itself).
+	LedgerFlushInterval time.Duration `yaml:"ledger_flush_interval"`
 	// MetricLabels lists the values usage metrics may carry as labels.
 	MetricLabels MetricLabelsConfig `yaml:"metric_labels"`
 }
@@ -241,7 +244,7 @@ func Default() Config {
 			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout,
 			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate,
 			MaxIdleConnsPerHost: proxy.DefaultMaxIdleConnsPerHost},
-		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups},
+		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups, LedgerFlushInterval: usage.DefaultFlushInterval},
 		Async: AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
 		Fleet: fleet.DefaultConfig(),
 		Log:   LogConfig{Level: "info", Format: "json"},
@@ -462,7 +465,7 @@ func (c *Config) ledgerConfig() usage.LedgerConfig {
 	default:
 		path = c.Path(path)
 	}
-	return usage.LedgerConfig{Path: path, MaxBytes: c.Usage.LedgerMaxBytes, MaxBackups: c.Usage.LedgerMaxBackups}
+	return usage.LedgerConfig{Path: path, MaxBytes: c.Usage.LedgerMaxBytes, MaxBackups: c.Usage.LedgerMaxBackups, FlushInterval: c.Usage.LedgerFlushInterval}
 }
 
 func (c *Config) metricsConfig() usage.MetricsConfig {

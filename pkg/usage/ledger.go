@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,13 @@ const (
 	DefaultMaxBytes int64 = 100 << 20 // 100 MiB
 	// DefaultMaxBackups is how many rotated files are kept.
 	DefaultMaxBackups = 5
+	// DefaultFlushInterval is the gateway's default FlushInterval: short
+	// enough that a tail of the ledger looks live to a person, long
+	// enough that a busy gateway writes thousands of records at once.
+	DefaultFlushInterval = 100 * time.Millisecond
+	// flushBytes is how much a buffered ledger holds before it writes
+	// without waiting for the interval: memory stays bounded at any rate.
+	flushBytes = 256 << 10
 )
 
 // LedgerConfig configures a Ledger.
@@ -39,35 +47,49 @@ type LedgerConfig struct {
 	// MaxBackups is how many rotated files are kept: Path.1 (newest) to
 	// Path.N (oldest). Zero means DefaultMaxBackups; negative is invalid.
 	MaxBackups int
+	// FlushInterval is the longest a record waits in memory before it is
+	// written; records that arrive together are written with one
+	// write(2). Zero writes each record through as Record is called (a
+	// write(2) per record); negative is invalid. Close writes everything
+	// buffered, so a graceful shutdown loses nothing either way; what a
+	// buffered ledger can lose is the last FlushInterval of records when
+	// the process is killed without one (SIGKILL, a crash).
+	FlushInterval time.Duration
 	// Now stamps records whose Time is zero. Default time.Now.
 	Now func() time.Time
 }
 
 // Ledger is the append-only JSON Lines usage ledger: one line per Record.
 //
-// It writes through: each record is encoded and handed to the kernel with a
-// single write(2), with no buffering in the process, so a record is on its
-// way to disk (in the page cache) when Record returns. A crash of the
-// gateway, a kill -9 or a graceful shutdown therefore loses no record that
-// Record accepted; only a crash of the machine itself can lose the page
-// cache, and Close (and rotation) fsync to narrow that window. One syscall
-// per request is cheap next to a model call that takes seconds, and it buys
-// a ledger that needs no flush goroutine and no drain on shutdown.
+// Records are encoded by the goroutine that calls Record, outside any lock,
+// and appended to a buffer that is written with a single write(2) every
+// FlushInterval, when it reaches 256 KiB, before a rotation or Reopen, and
+// at Close: under load the ledger costs a syscall per few thousand records
+// instead of one per request, and a line is never split across writes.
+// With FlushInterval zero it writes through instead, one write(2) per
+// record, so a record is in the page cache when Record returns. Close (and
+// rotation) fsync the file.
 //
 // A Ledger is safe for concurrent use. Record never fails the request: a
 // record that cannot be written is counted (WriteErrors, Dropped) and the
-// ledger carries on, reopening its file on the next record if it lost it.
+// ledger carries on, reopening its file on the next write if it lost it.
 type Ledger struct {
 	path       string
 	maxBytes   int64
 	maxBackups int
+	interval   time.Duration
 	now        func() time.Time
 
-	mu     sync.Mutex
-	w      io.Writer // f, or the stdout writer; nil when Path is ""
-	f      *os.File  // nil in stdout mode, and after a failed reopen
-	size   int64     // bytes in f
-	closed bool
+	mu      sync.Mutex
+	w       io.Writer // f, or the stdout writer; nil when Path is ""
+	f       *os.File  // nil in stdout mode, and after a failed reopen
+	size    int64     // bytes in f
+	buf     []byte    // encoded records not yet written, whole lines
+	pending int       // records in buf
+	closed  bool
+
+	stop chan struct{} // closed by Close: the flusher returns
+	done chan struct{} // closed by the flusher when it has returned
 
 	writeErrors atomic.Int64
 	dropped     atomic.Int64
@@ -85,6 +107,9 @@ func (c LedgerConfig) Validate() error {
 	if c.MaxBackups < 0 {
 		errs = append(errs, fmt.Errorf("ledger_max_backups: must not be negative (0 means %d), got %d", DefaultMaxBackups, c.MaxBackups))
 	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("ledger_flush_interval: must not be negative (0 writes each record through), got %s", c.FlushInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,6 +125,7 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 		path:       cfg.Path,
 		maxBytes:   cfg.MaxBytes,
 		maxBackups: cfg.MaxBackups,
+		interval:   cfg.FlushInterval,
 		now:        cfg.Now,
 	}
 	if l.maxBytes == 0 {
@@ -123,7 +149,35 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 			return nil, err
 		}
 	}
+	if cfg.Path != "" && l.interval > 0 {
+		l.stop, l.done = make(chan struct{}), make(chan struct{})
+		go l.flusher()
+	}
 	return l, nil
+}
+
+// flusher writes the buffer every interval until Close.
+func (l *Ledger) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(l.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.Flush()
+		}
+	}
+}
+
+// Flush writes the records buffered so far. A buffered ledger flushes by
+// itself; Flush is for readers that need the file current now (tests,
+// an operator's signal).
+func (l *Ledger) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
 }
 
 // open opens l.path for appending and learns its size. l.mu is held, or l
@@ -148,10 +202,12 @@ func (l *Ledger) open() error {
 
 // Record appends r to the ledger as one JSON line. It fills in Time (if
 // zero), LatencyMS and TTFBMS (from Latency and TimeToFirstByte, when set).
-// It returns once the line has been written, or counted as lost. It waits
-// only for write(2) (its own and other records'): no timer, no queue. A
-// file write does not block for long; a stdout pipe whose reader stalls
-// stalls it, so point "-" at a collector that keeps reading.
+// A buffered ledger (FlushInterval > 0) keeps the line for its next write;
+// otherwise Record returns once the line has been written, or counted as
+// lost. It waits only for other records' appends and, now and then, a
+// write(2): no queue. A file write does not block for long; a stdout pipe
+// whose reader stalls stalls it, so point "-" at a collector that keeps
+// reading.
 func (l *Ledger) Record(r Record) {
 	if l.path == "" {
 		return // no ledger configured
@@ -171,7 +227,6 @@ func (l *Ledger) Record(r Record) {
 		l.writeErrors.Add(1)
 		return
 	}
-	line = append(line, '\n')
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -180,34 +235,61 @@ func (l *Ledger) Record(r Record) {
 		return
 	}
 	if l.path != "-" {
-		if err := l.prepare(int64(len(line))); err != nil {
+		if err := l.prepare(int64(len(line) + 1)); err != nil {
 			l.writeErrors.Add(1)
 			return
 		}
 	}
-	n, err := l.w.Write(line)
-	l.size += int64(n)
-	if err != nil {
-		l.writeErrors.Add(1)
-		if n > 0 && n < len(line) {
-			// End the fragment so the next record starts on a line of its
-			// own; a reader skips the one broken line.
-			m, _ := l.w.Write([]byte{'\n'})
-			l.size += int64(m)
-		}
+	l.buf = append(append(l.buf, line...), '\n')
+	l.pending++
+	if l.interval == 0 || len(l.buf) >= flushBytes {
+		l.flushLocked()
 	}
 }
 
-// prepare makes l.f ready to take n more bytes: it reopens the file if an
-// earlier rotation or Reopen lost it, and rotates when the write would push
-// a non-empty file past MaxBytes. l.mu is held.
+// flushLocked writes the buffer with one write(2). Records it could not
+// write are counted in WriteErrors: a record is lost when its line did
+// not reach the file whole. l.mu is held.
+func (l *Ledger) flushLocked() {
+	if len(l.buf) == 0 {
+		return
+	}
+	defer func() { l.buf, l.pending = l.buf[:0], 0 }()
+	if l.w == nil && l.path != "-" {
+		if err := l.open(); err != nil {
+			l.writeErrors.Add(int64(l.pending))
+			return
+		}
+	}
+	n, err := l.w.Write(l.buf)
+	l.size += int64(n)
+	if err == nil {
+		return
+	}
+	if n > len(l.buf) || n < 0 {
+		n = 0
+	}
+	l.writeErrors.Add(int64(bytes.Count(l.buf[n:], []byte{'\n'})))
+	if n > 0 && l.buf[n-1] != '\n' {
+		// End the fragment so the next record starts on a line of its
+		// own; a reader skips the one broken line.
+		m, _ := l.w.Write([]byte{'\n'})
+		l.size += int64(m)
+	}
+}
+
+// prepare makes l.f ready to take n more bytes after those buffered: it
+// reopens the file if an earlier rotation or Reopen lost it, and, when
+// they would push a non-empty file past MaxBytes, writes the buffer and
+// rotates. l.mu is held.
 func (l *Ledger) prepare(n int64) error {
 	if l.f == nil {
 		if err := l.open(); err != nil {
 			return err
 		}
 	}
-	if l.size > 0 && l.size+n > l.maxBytes {
+	if have := l.size + int64(len(l.buf)); have > 0 && have+n > l.maxBytes {
+		l.flushLocked()
 		return l.rotate()
 	}
 	return nil
@@ -241,6 +323,7 @@ func (l *Ledger) Reopen() error {
 	if l.closed || l.path == "" || l.path == "-" {
 		return nil
 	}
+	l.flushLocked()
 	var err error
 	if l.f != nil {
 		l.f.Sync()
@@ -256,9 +339,9 @@ func (l *Ledger) Reopen() error {
 	return nil
 }
 
-// Close syncs and closes the ledger file. Records that arrive after Close
-// are dropped and counted by Dropped. Stdout is never closed. Closing twice
-// is harmless.
+// Close writes what is buffered, then syncs and closes the ledger file.
+// Records that arrive after Close are dropped and counted by Dropped.
+// Stdout is never closed. Closing twice is harmless.
 func (l *Ledger) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -266,6 +349,14 @@ func (l *Ledger) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.stop != nil {
+		close(l.stop)
+		// The flusher may be waiting for l.mu: let it go, then wait.
+		l.mu.Unlock()
+		<-l.done
+		l.mu.Lock()
+	}
+	l.flushLocked()
 	if l.f == nil {
 		return nil
 	}

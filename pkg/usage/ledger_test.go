@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -337,38 +338,43 @@ func TestLedgerRotation(t *testing.T) {
 		{"default backups", int64(2 * lineLen), 0, 20, DefaultMaxBackups + 1, 2 * (DefaultMaxBackups + 1)},
 		{"all kept", int64(4 * lineLen), 100, 40, 10, 40},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "usage.jsonl")
-			l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: tt.maxBytes, MaxBackups: tt.maxBackups})
-			for i := range tt.records {
-				l.Record(sample(fmt.Sprintf("%02d", i)))
-			}
-			if err := l.Close(); err != nil {
-				t.Fatalf("Close() = %v", err)
-			}
-			backups := tt.maxBackups
-			if backups == 0 {
-				backups = DefaultMaxBackups
-			}
-			recs, files := ledgerFiles(t, path, backups, int(tt.maxBytes))
-			if files != tt.wantFiles {
-				t.Errorf("files = %d, want %d", files, tt.wantFiles)
-			}
-			var got, want []string
-			for _, r := range recs {
-				got = append(got, r.RequestID)
-			}
-			for i := tt.records - tt.wantKept; i < tt.records; i++ {
-				want = append(want, fmt.Sprintf("%02d", i))
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("records kept, oldest first (-want +got):\n%s", diff)
-			}
-			if got := l.WriteErrors(); got != 0 {
-				t.Errorf("WriteErrors() = %d, want 0", got)
-			}
-		})
+	// Buffered (an interval that never comes: the buffer is written only
+	// at rotation and Close) and written through, the files must be the
+	// same.
+	for _, interval := range []time.Duration{0, time.Hour} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/flush %s", tt.name, interval), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "usage.jsonl")
+				l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: tt.maxBytes, MaxBackups: tt.maxBackups, FlushInterval: interval})
+				for i := range tt.records {
+					l.Record(sample(fmt.Sprintf("%02d", i)))
+				}
+				if err := l.Close(); err != nil {
+					t.Fatalf("Close() = %v", err)
+				}
+				backups := tt.maxBackups
+				if backups == 0 {
+					backups = DefaultMaxBackups
+				}
+				recs, files := ledgerFiles(t, path, backups, int(tt.maxBytes))
+				if files != tt.wantFiles {
+					t.Errorf("files = %d, want %d", files, tt.wantFiles)
+				}
+				var got, want []string
+				for _, r := range recs {
+					got = append(got, r.RequestID)
+				}
+				for i := tt.records - tt.wantKept; i < tt.records; i++ {
+					want = append(want, fmt.Sprintf("%02d", i))
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("records kept, oldest first (-want +got):\n%s", diff)
+				}
+				if got := l.WriteErrors(); got != 0 {
+					t.Errorf("WriteErrors() = %d, want 0", got)
+				}
+			})
+		}
 	}
 }
 
@@ -395,9 +401,15 @@ func TestLedgerRotatesExistingFile(t *testing.T) {
 // file rotates every few dozen lines; every record must come out whole,
 // once.
 func TestLedgerConcurrent(t *testing.T) {
+	for _, interval := range []time.Duration{0, time.Millisecond} {
+		t.Run(fmt.Sprintf("flush %s", interval), func(t *testing.T) { testConcurrent(t, interval) })
+	}
+}
+
+func testConcurrent(t *testing.T, interval time.Duration) {
 	const goroutines, perG = 50, 200
 	path := filepath.Join(t.TempDir(), "usage.jsonl")
-	l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: 64 << 10, MaxBackups: 1000})
+	l := newTestLedger(t, LedgerConfig{Path: path, MaxBytes: 64 << 10, MaxBackups: 1000, FlushInterval: interval})
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
@@ -558,6 +570,117 @@ func TestLedgerWriteErrors(t *testing.T) {
 			t.Errorf("WriteErrors() = %d with output %q, want 1 and nothing", got, buf.String())
 		}
 	})
+}
+
+// countingWriter counts the writes that reach it.
+type countingWriter struct {
+	mu     sync.Mutex
+	writes int
+	buf    bytes.Buffer
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	return c.buf.Write(p)
+}
+
+func (c *countingWriter) state() (writes int, lines int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes, bytes.Count(c.buf.Bytes(), []byte{'\n'})
+}
+
+// TestLedgerBuffered: a buffered ledger writes the records of one
+// interval with one write, whole lines, on time; Close writes the rest,
+// and what arrives after Close is counted as dropped.
+func TestLedgerBuffered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		out := &countingWriter{}
+		l, err := NewLedger(LedgerConfig{Path: "-", Stdout: out, FlushInterval: 100 * time.Millisecond, Now: fixedNow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 500 {
+			l.Record(sample(strconv.Itoa(i)))
+		}
+		if w, n := out.state(); w != 0 || n != 0 {
+			t.Fatalf("before the interval: %d writes, %d lines; want nothing yet", w, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if w, n := out.state(); w != 1 || n != 500 {
+			t.Fatalf("after one interval: %d writes, %d lines; want 1 write of 500 lines", w, n)
+		}
+		l.Record(sample("last"))
+		l.Flush()
+		if w, n := out.state(); w != 2 || n != 501 {
+			t.Fatalf("after Flush: %d writes, %d lines; want 2 writes, 501 lines", w, n)
+		}
+		l.Record(sample("at close"))
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		l.Record(sample("too late"))
+		_, n := out.state()
+		recs := parseLines(t, "stdout", out.buf.Bytes())
+		if n != 502 || recs[500].RequestID != "last" || recs[501].RequestID != "at close" {
+			t.Errorf("after Close: %d lines ending %v; want 502 ending last, at close", n, recs[len(recs)-2:])
+		}
+		if l.Dropped() != 1 || l.WriteErrors() != 0 {
+			t.Errorf("Dropped() = %d, WriteErrors() = %d; want 1, 0", l.Dropped(), l.WriteErrors())
+		}
+	})
+}
+
+// TestLedgerBufferedBounded: a buffered ledger never holds more than
+// flushBytes, whatever the interval.
+func TestLedgerBufferedBounded(t *testing.T) {
+	out := &countingWriter{}
+	l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: out, FlushInterval: time.Hour})
+	var line bytes.Buffer
+	lw := newTestLedger(t, LedgerConfig{Path: "-", Stdout: &line})
+	lw.Record(sample("0000"))
+	perWrite := (flushBytes + line.Len() - 1) / line.Len() // a write once the buffer reaches flushBytes
+	records := 3 * perWrite
+	for i := range records {
+		l.Record(sample(fmt.Sprintf("%04d", i)))
+		if held := (i+1)*line.Len() - out.buf.Len(); held >= flushBytes {
+			t.Fatalf("after %d records the ledger holds %d bytes, want at most %d", i+1, held, flushBytes)
+		}
+	}
+	if w, _ := out.state(); w != 3 {
+		t.Errorf("%d records written in %d writes, want 3", records, w)
+	}
+}
+
+// TestLedgerBufferedWriteError: when a buffered write fails part way,
+// the records whose lines did not reach the writer whole are counted,
+// and the fragment is ended so the next write starts a line.
+func TestLedgerBufferedWriteError(t *testing.T) {
+	w := &flakyWriter{}
+	l := newTestLedger(t, LedgerConfig{Path: "-", Stdout: w, FlushInterval: time.Hour})
+	for i := range 4 {
+		l.Record(sample(strconv.Itoa(i)))
+	}
+	l.Flush() // writes half: records 0 and 1 whole, 2 and 3 lost
+	l.Record(sample("after"))
+	l.Flush()
+	if got := l.WriteErrors(); got != 2 {
+		t.Errorf("WriteErrors() = %d, want 2", got)
+	}
+	lines := strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n")
+	var ids []string
+	for _, line := range lines {
+		var r Record
+		if json.Unmarshal([]byte(line), &r) == nil {
+			ids = append(ids, r.RequestID)
+		}
+	}
+	if diff := cmp.Diff([]string{"0", "1", "after"}, ids); diff != "" {
+		t.Errorf("whole records written (-want +got):\n%s", diff)
+	}
 }
 
 type recordCollector struct{ got []Record }
