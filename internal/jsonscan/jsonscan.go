@@ -1,30 +1,36 @@
-package proxy
+// Package jsonscan finds a top-level member of a JSON object without
+// decoding the object: the gateway stamps request metadata into Converse
+// bodies and reads usage out of Converse answers that can be megabytes of
+// model output, and a full decode (and re-encode) of those would cost more
+// than everything else it does to a request.
+package jsonscan
 
 import (
 	"encoding/json"
 	"errors"
 )
 
-// topLevelMember finds the member name of a JSON object body and returns
-// the byte span of its value, or found=false. It walks the top level and
-// skips nested values without decoding them: stamping request metadata
-// into a multi-megabyte Converse body must not cost a full decode and
-// re-encode. Member names are compared after unescaping, as a JSON parser
-// would ("request\u004detadata" is requestMetadata), and a name that
-// appears twice is an error: parsers differ on which one wins.
-//
-// The body is not otherwise validated; Bedrock does that.
-func topLevelMember(body []byte, name string) (start, end int, found bool, err error) {
-	_, start, end, found, err = memberSpan(body, name)
-	return start, end, found, err
-}
+// ErrBadJSON is returned for a body that is not valid JSON where the scan
+// went.
+var ErrBadJSON = errors.New("body is not valid JSON")
 
-// memberSpan is topLevelMember that also returns where the member's name
-// starts, for removeMember.
-func memberSpan(body []byte, name string) (keyStart, start, end int, found bool, err error) {
+// ErrNotObject is returned for a body that is not a JSON object.
+var ErrNotObject = errors.New("body is not a JSON object")
+
+// Member finds the member name of a JSON object body and returns where
+// its name starts (for RemoveMember) and the byte span of its value, or
+// found=false. It walks the top level and skips nested values without
+// decoding them. Member names are compared after unescaping, as a JSON
+// parser would ("request\u004detadata" is requestMetadata), and a name
+// that appears twice is an error (a *DuplicateError): parsers differ on
+// which one wins.
+//
+// The body is checked only as far as finding the members needs: strings,
+// nesting and delimiters, not numbers or literals.
+func Member(body []byte, name string) (keyStart, start, end int, found bool, err error) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
-		return 0, 0, 0, false, errors.New("request body is not a JSON object")
+		return 0, 0, 0, false, ErrNotObject
 	}
 	i = skipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
@@ -32,56 +38,63 @@ func memberSpan(body []byte, name string) (keyStart, start, end int, found bool,
 	}
 	for {
 		if i >= len(body) || body[i] != '"' {
-			return 0, 0, 0, false, errBadJSON
+			return 0, 0, 0, false, ErrBadJSON
 		}
 		keyEnd, escaped, err := skipString(body, i)
 		if err != nil {
 			return 0, 0, 0, false, err
 		}
-		key := string(body[i+1 : keyEnd-1])
+		match := !escaped && string(body[i+1:keyEnd-1]) == name
 		if escaped {
+			var key string
 			if err := json.Unmarshal(body[i:keyEnd], &key); err != nil {
-				return 0, 0, 0, false, errBadJSON
+				return 0, 0, 0, false, ErrBadJSON
 			}
+			match = key == name
 		}
 		nameStart := i
 		i = skipSpace(body, keyEnd)
 		if i >= len(body) || body[i] != ':' {
-			return 0, 0, 0, false, errBadJSON
+			return 0, 0, 0, false, ErrBadJSON
 		}
 		i = skipSpace(body, i+1)
 		valEnd, err := skipValue(body, i, 0)
 		if err != nil {
 			return 0, 0, 0, false, err
 		}
-		if key == name {
+		if match {
 			if found {
-				return 0, 0, 0, false, errors.New("request body has " + name + " twice")
+				return 0, 0, 0, false, &DuplicateError{Name: name}
 			}
 			keyStart, start, end, found = nameStart, i, valEnd, true
 		}
 		i = skipSpace(body, valEnd)
 		if i >= len(body) {
-			return 0, 0, 0, false, errBadJSON
+			return 0, 0, 0, false, ErrBadJSON
 		}
 		switch body[i] {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
 			if j := skipSpace(body, i+1); j != len(body) {
-				return 0, 0, 0, false, errBadJSON
+				return 0, 0, 0, false, ErrBadJSON
 			}
 			return keyStart, start, end, found, nil
 		default:
-			return 0, 0, 0, false, errBadJSON
+			return 0, 0, 0, false, ErrBadJSON
 		}
 	}
 }
 
-// removeMember returns a copy of body without the top-level member whose
-// name starts at keyStart and whose value ends at end (as memberSpan found
+// DuplicateError is Member's error for a member that appears twice.
+type DuplicateError struct{ Name string }
+
+func (e *DuplicateError) Error() string { return "body has " + e.Name + " twice" }
+
+// RemoveMember returns a copy of body without the top-level member whose
+// name starts at keyStart and whose value ends at end (as Member found
 // them), together with the comma that joined it to a neighbour.
-func removeMember(body []byte, keyStart, end int) []byte {
+func RemoveMember(body []byte, keyStart, end int) []byte {
 	from, to := keyStart, end
 	if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
 		to = skipSpace(body, j+1)
@@ -92,8 +105,6 @@ func removeMember(body []byte, keyStart, end int) []byte {
 	out = append(out, body[:from]...)
 	return append(out, body[to:]...)
 }
-
-var errBadJSON = errors.New("request body is not valid JSON")
 
 // maxJSONDepth bounds nesting, as encoding/json does (10000).
 const maxJSONDepth = 10000
@@ -124,19 +135,19 @@ func skipString(b []byte, i int) (end int, escaped bool, err error) {
 		case c == '"':
 			return j + 1, escaped, nil
 		case c < 0x20:
-			return 0, false, errBadJSON
+			return 0, false, ErrBadJSON
 		}
 	}
-	return 0, false, errBadJSON
+	return 0, false, ErrBadJSON
 }
 
 // skipValue returns the index after the value starting at b[i].
 func skipValue(b []byte, i, depth int) (int, error) {
 	if depth > maxJSONDepth {
-		return 0, errBadJSON
+		return 0, ErrBadJSON
 	}
 	if i >= len(b) {
-		return 0, errBadJSON
+		return 0, ErrBadJSON
 	}
 	switch b[i] {
 	case '"':
@@ -154,7 +165,7 @@ func skipValue(b []byte, i, depth int) (int, error) {
 		for {
 			if closer == '}' {
 				if j >= len(b) || b[j] != '"' {
-					return 0, errBadJSON
+					return 0, ErrBadJSON
 				}
 				k, _, err := skipString(b, j)
 				if err != nil {
@@ -162,7 +173,7 @@ func skipValue(b []byte, i, depth int) (int, error) {
 				}
 				j = skipSpace(b, k)
 				if j >= len(b) || b[j] != ':' {
-					return 0, errBadJSON
+					return 0, ErrBadJSON
 				}
 				j = skipSpace(b, j+1)
 			}
@@ -172,13 +183,13 @@ func skipValue(b []byte, i, depth int) (int, error) {
 			}
 			j = skipSpace(b, k)
 			if j >= len(b) {
-				return 0, errBadJSON
+				return 0, ErrBadJSON
 			}
 			if b[j] == closer {
 				return j + 1, nil
 			}
 			if b[j] != ',' {
-				return 0, errBadJSON
+				return 0, ErrBadJSON
 			}
 			j = skipSpace(b, j+1)
 		}
@@ -194,7 +205,7 @@ func skipValue(b []byte, i, depth int) (int, error) {
 		}
 	done:
 		if j == i {
-			return 0, errBadJSON
+			return 0, ErrBadJSON
 		}
 		return j, nil
 	}

@@ -106,7 +106,7 @@ func (p *Proxy) checkAsyncOwner(ctx context.Context, op string, t target, spec *
 	return nil
 }
 
-// modifyResponse is the ReverseProxy's ModifyResponse hook: the tap
+// modifyResponse runs on Bedrock's response before it is relayed: the tap
 // first, so that the idle timer guards the reads below, then the async
 // operations' ownership steps on a successful answer. An *Error it
 // returns is the client's answer (see proxyError).
@@ -145,7 +145,7 @@ func proxyError(ctx context.Context, err error) *Error {
 // and the job's owner cannot see it.
 func (p *Proxy) recordAsyncStart(resp *http.Response, st *reqState) error {
 	body, complete, err := readAtMost(resp.Body, maxStartAsyncAnswer)
-	if err != nil { // the ReverseProxy closes resp.Body
+	if err != nil { // forward closes resp.Body
 		p.unrecordedAsync(resp.Request.Context(), st, "", fmt.Errorf("read StartAsyncInvoke answer: %w", err))
 		return err
 	}
@@ -182,7 +182,7 @@ func (p *Proxy) unrecordedAsync(ctx context.Context, st *reqState, arn string, e
 // caller's own invocations. Everything else in the page (nextToken
 // included) is kept; a summary whose ARN cannot be read is dropped.
 func (p *Proxy) filterAsyncList(resp *http.Response, st *reqState) error {
-	// On an error the ReverseProxy closes resp.Body; on success the
+	// On an error forward closes resp.Body; on success the
 	// replayBody does.
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		return errAsyncListUnreadable(fmt.Errorf("page with Content-Encoding %q", ce))

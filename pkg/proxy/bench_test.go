@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"strconv"
@@ -79,10 +80,29 @@ func benchProxy(b *testing.B, tr http.RoundTripper) *Proxy {
 
 // BenchmarkProxyConverse4K: one 4 KiB Converse request through the whole
 // gateway path (auth, session lookup, metadata stamp, SigV4, proxy, usage
-// metering, access log) against an in-process upstream.
+// metering, access log) against an in-process upstream. Compare it with
+// BenchmarkBareProxyConverse4K, the same request through a bare
+// httputil.ReverseProxy on the same harness: the difference is what the
+// gateway adds.
 func BenchmarkProxyConverse4K(b *testing.B) {
-	resp := []byte(`{"output":{"message":{"role":"assistant","content":[{"text":"Hello from emulated Bedrock"}]}},"stopReason":"end_turn","usage":{"inputTokens":812,"outputTokens":4,"totalTokens":816},"metrics":{"latencyMs":100}}`)
-	p := benchProxy(b, &cannedTransport{header: http.Header{"Content-Type": {"application/json"}, "X-Amzn-Requestid": {"r"}}, body: resp})
+	benchConverse4K(b, benchProxy(b, &cannedTransport{header: cannedHeader, body: cannedConverse}))
+}
+
+// BenchmarkBareProxyConverse4K is BenchmarkProxyConverse4K's floor.
+func BenchmarkBareProxyConverse4K(b *testing.B) {
+	u, _ := url.Parse("https://bedrock-runtime.us-east-1.amazonaws.com")
+	benchConverse4K(b, &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		Transport: &cannedTransport{header: cannedHeader, body: cannedConverse},
+	})
+}
+
+var (
+	cannedHeader   = http.Header{"Content-Type": {"application/json"}, "X-Amzn-Requestid": {"r"}}
+	cannedConverse = []byte(`{"output":{"message":{"role":"assistant","content":[{"text":"Hello from emulated Bedrock"}]}},"stopReason":"end_turn","usage":{"inputTokens":812,"outputTokens":4,"totalTokens":816},"metrics":{"latencyMs":100}}`)
+)
+
+func benchConverse4K(b *testing.B, p http.Handler) {
 	text := strings.Repeat("lorem ipsum ", 4096/12)
 	body := []byte(`{"messages":[{"role":"user","content":[{"text":"` + text + `"}]}]}`)
 	b.SetBytes(int64(len(body)))

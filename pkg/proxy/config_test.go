@@ -245,11 +245,14 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// At most one connection per concurrent request; with two idle
-	// connections kept, 320 requests dialed hundreds.
-	if n := accepted.Load(); n > workers {
+	// About one connection per concurrent request; with two idle
+	// connections kept, 320 requests dialed hundreds. A request can
+	// arrive just before the connection of the one before it is back in
+	// the pool (the transport's read loop puts it there): the transport
+	// then dials, so a few more are allowed on a busy machine.
+	if n, most := accepted.Load(), int32(workers+workers/8); n > most {
 		t.Errorf("upstream accepted %d connections for %d requests from %d workers, want at most %d",
-			n, workers*perWorker, workers, workers)
+			n, workers*perWorker, workers, most)
 	}
 }
 

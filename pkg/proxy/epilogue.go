@@ -10,7 +10,7 @@ import (
 
 // statusWriter notes the status, size and first-byte time of an answer,
 // and the gateway's own error if it gave one, for the epilogue. It
-// implements Flush and Unwrap: without them the ReverseProxy could not
+// implements Flush and Unwrap: without them forward could not
 // flush event streams through it and streaming would silently stop.
 type statusWriter struct {
 	http.ResponseWriter

@@ -7,17 +7,27 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/bedrock-gateway/gateway/internal/sigv4"
 )
 
-// forward hands a prepared request to the ReverseProxy. The upstream
-// exchange is cancelled when the client goes away (the request context)
-// or when Bedrock goes quiet for StreamIdleTimeout once its response has
-// started; until then ResponseHeaderTimeout applies instead.
+// forward sends a prepared request to Bedrock, signed with the caller's
+// own session, and relays the answer. The upstream exchange is cancelled
+// when the client goes away (the request context) or when Bedrock goes
+// quiet for StreamIdleTimeout once its response has started; until then
+// ResponseHeaderTimeout applies instead.
+//
+// It does what httputil.ReverseProxy would, for the one kind of request
+// the gateway makes: prepare has already built the whole outbound request
+// (path, allow-listed header, body), so there is nothing of the caller's
+// to clone, rewrite or strip, and a response is relayed with its
+// hop-by-hop headers removed, event streams flushed event by event, and
+// trailers passed on. The request is sent once: nothing here retries, and
+// a body the transport has started to send is never sent again (no
+// GetBody), so Bedrock cannot bill a POST twice.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, out *outbound) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -28,78 +38,170 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 	out.idle.Stop() // tapResponse starts it
 	defer out.idle.Stop()
 	st.out = out
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
-}
 
-// rewrite builds the upstream request from the prepared outbound state. It
-// runs only for requests prepare has fully vetted.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	st := stateFrom(pr.In.Context())
-	o := st.out
-
-	u := *p.cfg.Endpoint
-	u.RawPath = o.rawPath
-	u.Path, _ = url.PathUnescape(o.rawPath) // escaped by escapeLabel: cannot fail
-	u.RawQuery = o.rawQuery
-	u.Fragment = ""
-	pr.Out.URL = &u
-	pr.Out.Host = ""
-	pr.Out.Method = o.method
-	// prepare built the header for this request alone; the signing
-	// transport works on its own copy.
-	pr.Out.Header = o.header
-
-	pr.Out.TransferEncoding = nil
-	if o.body == nil {
-		pr.Out.Body = http.NoBody
-		pr.Out.ContentLength = 0
-		pr.Out.GetBody = nil
+	req, err := p.upstreamRequest(ctx, out)
+	if err != nil {
+		p.fail(w, r, proxyError(ctx, err))
 		return
 	}
-	pr.Out.Body = io.NopCloser(bytes.NewReader(o.body))
-	pr.Out.ContentLength = int64(len(o.body))
-	pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(o.body)), nil }
+	p.cfg.Metrics.observeOverhead(st.op, p.cfg.Now().Sub(st.start))
+	resp, err := p.upstream.RoundTrip(req)
+	if err != nil {
+		p.fail(w, r, proxyError(ctx, err))
+		return
+	}
+	if err := p.modifyResponse(resp); err != nil {
+		resp.Body.Close()
+		p.fail(w, r, proxyError(ctx, err))
+		return
+	}
+	defer resp.Body.Close()
+
+	removeHopByHop(resp.Header)
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = append(h[k], vv...)
+	}
+	if len(resp.Trailer) > 0 {
+		// Announce the trailers Bedrock declared, so that an HTTP/1.1
+		// response is chunked and carries them.
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h.Add("Trailer", strings.Join(names, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	// A response of unknown length (an event stream: tapResponse makes
+	// sure of it) is flushed after every read, so each event reaches the
+	// client as Bedrock sends it; one of known length (Bedrock's JSON
+	// answers) goes through the server's buffer and is flushed once.
+	if err := p.relay(w, resp.Body, resp.ContentLength == -1); err != nil {
+		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			p.log.DebugContext(ctx, "relay stopped", "error", err)
+		} else {
+			p.log.WarnContext(ctx, "relaying Bedrock's answer failed", "error", err)
+		}
+		// The status line is out: the only way left to tell the client
+		// the answer is incomplete is to break the connection (HTTP/1)
+		// or reset the stream (HTTP/2). net/http does that for
+		// ErrAbortHandler without logging it; finish, deferred, still
+		// records the request. A test ResponseWriter has no connection
+		// to break.
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
 }
 
-// signingTransport signs each upstream request with the credentials of the
-// caller's own session, carried in the request context. A request without
-// them is refused: the gateway has no other credentials to sign with, and
-// must never have.
-type signingTransport struct {
-	next   http.RoundTripper
-	signer *v4.Signer
-	region string
-	now    func() time.Time
-	// sent, if set, is told when a request leaves for Bedrock.
-	sent func(*reqState)
+// upstreamRequest builds the request to Bedrock from prepare's outbound
+// state and signs it with the caller's session credentials. A request
+// without them is refused: the gateway has no other credentials to sign
+// with, and must never have.
+func (p *Proxy) upstreamRequest(ctx context.Context, o *outbound) (*http.Request, error) {
+	if !o.creds.HasKeys() {
+		return nil, errNoSession
+	}
+	u := &url.URL{
+		Scheme:  p.cfg.Endpoint.Scheme,
+		Host:    p.cfg.Endpoint.Host,
+		RawPath: o.rawPath,
+	}
+	u.Path, _ = url.PathUnescape(o.rawPath) // escaped by escapeLabel: cannot fail
+	// Built on the stack and copied once by WithContext, the only way to
+	// give a Request its context.
+	req := (&http.Request{
+		Method:     o.method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		// prepare built the header for this request alone: it is signed
+		// in place.
+		Header: o.header,
+		Host:   p.signingHost,
+		Body:   http.NoBody,
+	}).WithContext(ctx)
+	if len(o.body) > 0 {
+		b := &bodyReader{}
+		b.Reset(o.body)
+		req.Body = b
+		req.ContentLength = int64(len(o.body))
+	}
+	sr := sigv4.Request{
+		Method:        o.method,
+		Host:          p.signingHost,
+		Path:          u.EscapedPath(), // what goes on the wire: o.rawPath
+		RawQuery:      o.rawQuery,
+		Header:        o.header,
+		ContentLength: req.ContentLength,
+		PayloadHash:   o.payloadHash,
+	}
+	if err := sigv4.Sign(&sr, o.creds, signingName, p.cfg.Region, p.cfg.Now()); err != nil {
+		return nil, fmt.Errorf("sign request: %w", err)
+	}
+	u.RawQuery = sr.RawQuery
+	return req, nil
 }
+
+// bodyReader is the upstream request body: io.NopCloser(bytes.NewReader)
+// in one allocation.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 var errNoSession = errors.New("no session credentials for this request")
 
-func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	st := stateFrom(req.Context())
-	if st == nil || st.out == nil || !st.out.creds.HasKeys() {
-		if req.Body != nil {
-			req.Body.Close()
+// relay copies Bedrock's body to the client, flushing after every write
+// when flush is set. It returns nil at the body's end, or the first read
+// or write error.
+func (p *Proxy) relay(w http.ResponseWriter, body io.Reader, flush bool) error {
+	buf := p.buffers.Get()
+	defer p.buffers.Put(buf)
+	f, _ := w.(http.Flusher)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush && f != nil {
+				f.Flush()
+			}
 		}
-		return nil, errNoSession
-	}
-	if t.sent != nil {
-		t.sent(st)
-	}
-	// The signer writes the header and Host and reads the rest, so a
-	// shallow copy with its own header is the clone it needs; a deep
-	// Request.Clone would copy the URL, path values and more besides.
-	out := req.WithContext(req.Context())
-	out.Header = req.Header.Clone()
-	out.Header.Del("Authorization")
-	out.Header.Del("X-Amz-Date")
-	out.Header.Del("X-Amz-Security-Token")
-	if err := t.signer.SignHTTP(req.Context(), st.out.creds, out, st.out.payloadHash, signingName, t.region, t.now()); err != nil {
-		if req.Body != nil {
-			req.Body.Close()
+		if rerr == io.EOF {
+			return nil
 		}
-		return nil, fmt.Errorf("sign request: %w", err)
+		if rerr != nil {
+			return rerr
+		}
 	}
-	return t.next.RoundTrip(out)
 }
+
+// hopByHop are the headers that describe one connection, not the message
+// (RFC 9110, section 7.6.1): a proxy must not pass them on.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop headers from h, and those the
+// Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textprotoTrim(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		delete(h, name)
+	}
+}
+
+func textprotoTrim(s string) string { return strings.Trim(s, " \t") }

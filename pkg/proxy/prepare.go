@@ -208,12 +208,24 @@ func (p *Proxy) credentials(ctx context.Context, spec tenancy.SessionSpec) (aws.
 // outboundHeader builds the upstream header set from the allow-list.
 func outboundHeader(in http.Header, userAgent string) http.Header {
 	h := make(http.Header, 8)
+	// One backing array for every value (and User-Agent), each header's
+	// slice capped so that appending to one cannot spill into the next.
+	n := 1
 	for name, vals := range in {
-		if c := http.CanonicalHeaderKey(name); allowedHeader(c) {
-			h[c] = append([]string(nil), vals...)
+		if allowedHeader(http.CanonicalHeaderKey(name)) {
+			n += len(vals)
 		}
 	}
-	h.Set("User-Agent", userAgent)
+	all := make([]string, 0, n)
+	for name, vals := range in {
+		if c := http.CanonicalHeaderKey(name); allowedHeader(c) {
+			from := len(all)
+			all = append(all, vals...)
+			h[c] = all[from:len(all):len(all)]
+		}
+	}
+	all = append(all, userAgent)
+	h["User-Agent"] = all[len(all)-1:]
 	return h
 }
 

@@ -10,7 +10,7 @@
 //
 // The path of a request through the package, file by file: proxy.go
 // (ServeHTTP, authenticate, handle), prepare.go (every check, before
-// anything leaves), forward.go (rewrite and sign), tap.go (meter the
+// anything leaves), forward.go (sign, send, relay), tap.go (meter the
 // response), epilogue.go (usage record and access log); errors.go maps
 // every refusal to its answer; async.go keeps each caller to the
 // asynchronous invocations it started.
@@ -23,14 +23,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/bedrock-gateway/gateway/internal/sigv4"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
@@ -80,11 +79,16 @@ const signingName = "bedrock"
 type Proxy struct {
 	cfg    Config
 	router http.Handler
-	rp     *httputil.ReverseProxy
 	log    *slog.Logger
+	// upstream sends signed requests to Bedrock.
+	upstream http.RoundTripper
 	// transport is the upstream transport New built, which Close closes;
 	// nil when Config.Transport was injected.
 	transport *http.Transport
+	// signingHost is the Host every upstream request is signed for and
+	// sent with.
+	signingHost string
+	buffers     copyBuffers
 }
 
 // New validates cfg and returns a Proxy. The Proxy owns the upstream
@@ -94,29 +98,11 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	p := &Proxy{cfg: cfg, log: cfg.Logger}
-	upstream := cfg.Transport
-	if upstream == nil {
+	p := &Proxy{cfg: cfg, log: cfg.Logger, upstream: cfg.Transport,
+		signingHost: sigv4.SigningHost(cfg.Endpoint.Scheme, cfg.Endpoint.Host)}
+	if p.upstream == nil {
 		p.transport = newTransport(cfg.ResponseHeaderTimeout, cfg.RootCAs, cfg.MaxIdleConnsPerHost)
-		upstream = p.transport
-	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:        p.rewrite,
-		ModifyResponse: p.modifyResponse,
-		Transport: &signingTransport{next: upstream, signer: v4.NewSigner(), region: cfg.Region, now: cfg.Now,
-			sent: func(st *reqState) { cfg.Metrics.observeOverhead(st.op, cfg.Now().Sub(st.start)) }},
-		// 0, not -1: a response of known length (Bedrock's JSON answers)
-		// is written through the server's buffer and flushed once at the
-		// end. The ReverseProxy flushes every read anyway of a response
-		// without Content-Length, which is how Bedrock sends event
-		// streams, and tapResponse makes sure of it for every event
-		// stream, so events still reach the client one by one.
-		FlushInterval: 0,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			p.fail(w, r, proxyError(r.Context(), err))
-		},
-		ErrorLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		BufferPool: &copyBuffers{},
+		p.upstream = p.transport
 	}
 	p.router = p.newRouter()
 	return p, nil
@@ -148,13 +134,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.router.ServeHTTP(sw, r)
 }
 
-// copyBuffer is the size of the buffers the ReverseProxy copies response
-// bodies with: what it allocates for each response without a pool.
+// copyBuffer is the size of the buffers response bodies are relayed with.
 const copyBuffer = 32 << 10
 
-// copyBuffers is the ReverseProxy's BufferPool: without one it allocates
-// a 32 KiB buffer for every response it relays. A buffer is scratch
-// space, handed to one copy at a time.
+// copyBuffers keeps relay buffers for reuse: without it every response
+// relayed would allocate 32 KiB. A buffer is scratch space, handed to one
+// copy at a time.
 type copyBuffers struct{ pool sync.Pool }
 
 func (c *copyBuffers) Get() []byte {
@@ -221,8 +206,7 @@ func (p *Proxy) authenticate(next http.Handler) http.Handler {
 }
 
 // handle serves one forwarded operation: prepare does everything that can
-// refuse the request, before the ReverseProxy is involved, because its
-// Rewrite hook cannot refuse one.
+// refuse the request, before anything is sent upstream.
 func (p *Proxy) handle(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())

@@ -505,23 +505,32 @@ func TestUpstreamUnreachable(t *testing.T) {
 	}
 }
 
-// TestSigningTransportFailsClosed: without the caller's credentials in the
-// context the transport refuses to send anything.
-func TestSigningTransportFailsClosed(t *testing.T) {
+// TestUpstreamRequestFailsClosed: without the caller's credentials
+// nothing is signed or sent.
+func TestUpstreamRequestFailsClosed(t *testing.T) {
 	var sent atomic.Int32
 	next := roundTripFunc(func(*http.Request) (*http.Response, error) {
 		sent.Add(1)
 		return nil, errors.New("unreachable")
 	})
-	tr := &signingTransport{next: next, region: "us-east-1", now: time.Now}
-	for name, ctx := range map[string]context.Context{
-		"no state":    context.Background(),
-		"no outbound": context.WithValue(context.Background(), stateKey{}, &reqState{}),
-		"empty creds": context.WithValue(context.Background(), stateKey{}, &reqState{out: &outbound{}}),
+	u, _ := url.Parse("https://bedrock-runtime.us-east-1.amazonaws.com")
+	p, err := New(Config{Endpoint: u, Region: "us-east-1", Authenticator: keyAuth{}, Resolver: staticResolver{},
+		Credentials: &credStub{}, Transport: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, creds := range map[string]aws.Credentials{
+		"empty":         {},
+		"no secret":     {AccessKeyID: "ASIAEXAMPLE"},
+		"no access key": {SecretAccessKey: "secret"},
 	} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse", strings.NewReader("{}"))
-		if _, err := tr.RoundTrip(req); !errors.Is(err, errNoSession) {
-			t.Errorf("%s: RoundTrip err = %v, want errNoSession", name, err)
+		out := &outbound{method: http.MethodPost, rawPath: "/model/m/converse", header: http.Header{}, creds: creds}
+		req, err := p.upstreamRequest(context.Background(), out)
+		if !errors.Is(err, errNoSession) || req != nil {
+			t.Errorf("%s: upstreamRequest = %v, %v; want errNoSession", name, req, err)
+		}
+		if len(out.header) != 0 {
+			t.Errorf("%s: header signed without credentials: %v", name, out.header)
 		}
 	}
 	if sent.Load() != 0 {

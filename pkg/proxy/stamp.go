@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/bedrock-gateway/gateway/internal/jsonscan"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
@@ -66,10 +69,11 @@ func validMetadataValue(v string) bool {
 // name always fits the syntax; other values are stamped only if they fit
 // (a team name in another script is on the bill as a tag, not here).
 func identityMetadata(id *auth.Identity, spec *tenancy.SessionSpec) map[string]string {
-	md := map[string]string{MetadataSession: spec.SessionName}
-	for k, v := range map[string]string{MetadataUser: id.User, MetadataTeam: id.Team, MetadataTenant: id.Tenant, MetadataCostCenter: id.CostCenter} {
-		if v != "" && validMetadataValue(v) {
-			md[k] = v
+	md := make(map[string]string, 5)
+	md[MetadataSession] = spec.SessionName
+	for _, kv := range [...]struct{ k, v string }{{MetadataUser, id.User}, {MetadataTeam, id.Team}, {MetadataTenant, id.Tenant}, {MetadataCostCenter, id.CostCenter}} {
+		if kv.v != "" && validMetadataValue(kv.v) {
+			md[kv.k] = kv.v
 		}
 	}
 	return md
@@ -90,6 +94,9 @@ const gatewayPrefix = "gateway:"
 // mergeMetadata returns the caller's entries without those in the
 // gateway's namespace, plus the gateway's own.
 func mergeMetadata(caller, ours map[string]string) (map[string]string, error) {
+	if len(caller) == 0 && len(ours) <= maxMetadataEntries {
+		return ours, nil // the common case: nothing of the caller's to keep
+	}
 	out := make(map[string]string, len(caller)+len(ours))
 	for k, v := range caller {
 		if !isGatewayKey(k) {
@@ -112,9 +119,9 @@ func mergeMetadata(caller, ours map[string]string) (map[string]string, error) {
 // empty, which Bedrock would refuse. Everything else in the body is kept
 // byte for byte.
 func stampConverse(body []byte, md map[string]string) ([]byte, error) {
-	keyStart, start, end, found, err := memberSpan(body, "requestMetadata")
+	keyStart, start, end, found, err := jsonscan.Member(body, "requestMetadata")
 	if err != nil {
-		return nil, err
+		return nil, errors.New("request " + err.Error()) // "request body is not valid JSON"
 	}
 	present := found && string(body[start:end]) != "null"
 	if !present && len(md) == 0 {
@@ -131,23 +138,19 @@ func stampConverse(body []byte, md map[string]string) ([]byte, error) {
 		return nil, err
 	}
 	if len(merged) == 0 {
-		return removeMember(body, keyStart, end), nil
+		return jsonscan.RemoveMember(body, keyStart, end), nil
 	}
-	raw, err := json.Marshal(merged)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(body)+len(raw)+24)
+	out := make([]byte, 0, len(body)+metadataJSONLen(merged)+24)
 	if found {
 		out = append(out, body[:start]...)
-		out = append(out, raw...)
+		out = appendMetadataJSON(out, merged)
 		return append(out, body[end:]...), nil
 	}
 	// Insert as the first member.
 	open := bytes.IndexByte(body, '{') + 1
 	out = append(out, body[:open]...)
 	out = append(out, `"requestMetadata":`...)
-	out = append(out, raw...)
+	out = appendMetadataJSON(out, merged)
 	if rest := bytes.TrimLeft(body[open:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
@@ -179,13 +182,79 @@ func stampInvoke(h http.Header, md map[string]string) error {
 		h.Del(requestMetadataHeader)
 		return nil
 	}
-	raw, err := json.Marshal(merged)
-	if err != nil {
-		return err
-	}
+	raw := appendMetadataJSON(make([]byte, 0, metadataJSONLen(merged)), merged)
 	if len(raw) > maxMetadataHeaderLen {
 		return fmt.Errorf("%s would be %d characters; Bedrock allows %d", requestMetadataHeader, len(raw), maxMetadataHeaderLen)
 	}
 	h.Set(requestMetadataHeader, string(raw))
 	return nil
+}
+
+// metadataJSONLen is the length of md as JSON when nothing in it needs
+// escaping: a capacity hint for appendMetadataJSON.
+func metadataJSONLen(md map[string]string) int {
+	n := 2
+	for k, v := range md {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}
+
+// appendMetadataJSON appends md as a JSON object with its keys sorted, as
+// json.Marshal writes a map[string]string, without its reflection and
+// intermediate buffers: this runs for every stamped request. Strings
+// outside ASCII take json.Marshal's own encoding.
+func appendMetadataJSON(dst []byte, md map[string]string) []byte {
+	var arr [maxMetadataEntries]string
+	keys := arr[:0]
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = appendJSONString(dst, md[k])
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string exactly as json.Marshal
+// encodes it (HTML-safe: <, > and & escaped).
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			if c < 0x20 || c == '<' || c == '>' || c == '&' {
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			} else {
+				dst = append(dst, c)
+			}
+		}
+	}
+	return append(dst, '"')
 }

@@ -312,3 +312,22 @@ func TestStampRemovesGatewayKeys(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMetadataJSON: appendMetadataJSON writes what json.Marshal writes
+// for the same map, byte for byte, for any keys and values.
+func FuzzMetadataJSON(f *testing.F) {
+	f.Add("gateway:user", "alice@example.com", "trace", "a\tb\nc\"d\\e<f>&\x01\x7f")
+	f.Add("gateway:team", "data-science", "k", "\b\f\v\r")
+	f.Add("gateway:session", "tenant+alice=x,y", "ключ", "значение\u2028")
+	f.Add("", "", "z", "\xff\xfe invalid utf-8")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		md := map[string]string{k1: v1, k2: v2, MetadataSession: "s"}
+		want, err := json.Marshal(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendMetadataJSON(nil, md); !bytes.Equal(got, want) {
+			t.Fatalf("appendMetadataJSON(%q) = %s, json.Marshal = %s", md, got, want)
+		}
+	})
+}

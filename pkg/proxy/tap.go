@@ -38,9 +38,12 @@ type responseTap struct {
 	// end is how reading Bedrock's body ended: io.EOF, or the error that
 	// cut it; nil while it is being read, or if the relay stopped first.
 	end error
+
+	// body is the response body the tap replaces, allocated with it.
+	body tappedBody
 }
 
-// tapResponse is the ReverseProxy's ModifyResponse hook.
+// tapResponse installs the tap on Bedrock's response (from modifyResponse).
 func (p *Proxy) tapResponse(resp *http.Response) error {
 	st := stateFrom(resp.Request.Context())
 	if st == nil || st.out == nil {
@@ -51,15 +54,15 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 		requestID: firstNonEmpty(resp.Header.Get("X-Amzn-Requestid"), resp.Header.Get("X-Amz-Request-Id")),
 		errorType: sanitizeErrorType(resp.Header.Get("X-Amzn-Errortype")),
 		op:        st.op,
-		// Read by finish, after the ReverseProxy is done with it; nothing
-		// changes a response's header once ModifyResponse has run.
+		// Read by finish, after forward is done with it; nothing
+		// changes a response's header but forward removing hop-by-hop
+		// headers, which no meter reads.
 		header: resp.Header,
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
-		// The ReverseProxy flushes every read of a response whose
-		// length it does not know (FlushInterval is 0 otherwise): an
-		// event stream must be relayed event by event even if it
-		// declared a Content-Length. The header, if any, is still
+		// forward flushes every read of a response whose length it
+		// does not know (and only those): an event stream must be
+		// relayed event by event even if it declared a Content-Length. The header, if any, is still
 		// passed on, and the body is the same.
 		resp.ContentLength = -1
 		t.meter = usage.NewStreamMeter(st.op)
@@ -68,9 +71,13 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 			t.streamDone = m.streams.Dec
 		}
 	}
+	if t.meter == nil && resp.ContentLength > 0 && resp.ContentLength <= maxTapBytes {
+		t.buf.Grow(int(resp.ContentLength)) // once, not doubling as it arrives
+	}
 	st.tap = t
 	st.out.idle.Reset(p.cfg.StreamIdleTimeout)
-	resp.Body = &tappedBody{rc: resp.Body, tap: t, idle: st.out.idle, idleFor: p.cfg.StreamIdleTimeout}
+	t.body = tappedBody{rc: resp.Body, tap: t, idle: st.out.idle, idleFor: p.cfg.StreamIdleTimeout}
+	resp.Body = &t.body
 	return nil
 }
 

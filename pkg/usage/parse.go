@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/bedrock-gateway/gateway/internal/jsonscan"
 )
 
 // Token-count response headers Bedrock puts on InvokeModel answers. They are
@@ -46,11 +48,18 @@ type converseBody struct {
 // aws-wire-facts §2.4). Unknown fields are ignored; a body without usage, or
 // one that is not JSON, gives (Tokens{}, false). It never panics.
 func FromConverse(body []byte) (Tokens, bool) {
-	var b converseBody
-	if !unmarshalTolerant(body, &b) {
+	// The answer is mostly model output: find usage without decoding the
+	// rest (a full decode cost more than the rest of a request's
+	// metering), then decode only usage.
+	_, start, end, found, err := jsonscan.Member(body, "usage")
+	if err != nil || !found {
 		return Tokens{}, false
 	}
-	return b.Usage.tokens()
+	var u *converseUsage
+	if !unmarshalTolerant(body[start:end], &u) {
+		return Tokens{}, false
+	}
+	return u.tokens()
 }
 
 // FromInvoke reads the token usage of an InvokeModel answer. The
