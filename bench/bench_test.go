@@ -4,9 +4,23 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"regexp"
 	"testing"
 )
+
+// TestMain runs the test binary as the benchmark's loader process when
+// run starts it as one (see startLoader).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(loaderEnv); dir != "" {
+		if err := runLoader(context.Background(), dir, os.Stdin, os.Stdout); err != nil {
+			os.Stderr.WriteString("loader: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestQuick runs the whole benchmark with tiny numbers: it proves the
 // benchmark still builds and runs, not how fast anything is.

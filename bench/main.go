@@ -15,25 +15,39 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/bedrock-gateway/gateway/internal/devcert"
-	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	var err error
+	if dir := os.Getenv(loaderEnv); dir != "" {
+		err = runLoader(ctx, dir, os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// Names devcert.Write gives the upstream's certificate and key.
+const (
+	certName = "cert.pem"
+	keyName  = "key.pem"
+)
 
 // settings are the flags.
 type settings struct {
@@ -41,6 +55,7 @@ type settings struct {
 	workers  int
 	streams  int
 	sessions int
+	pin      bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (settings, error) {
@@ -51,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.workers, "workers", 32, "concurrent workers of the closed-loop runs")
 	fs.IntVar(&s.streams, "streams", 5000, "concurrent open streams for the stream memory row")
 	fs.IntVar(&s.sessions, "sessions", 10000, "distinct users for the session memory row")
+	fs.BoolVar(&s.pin, "pin", false, "proxies on one half of the CPUs, the loader on the other (Linux): a proxy-bound run")
 	quick := fs.Bool("quick", false, "a short smoke run (tiny numbers) unless other flags say otherwise")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -88,12 +104,27 @@ type column struct {
 	streamRate          float64
 	bareLat, gwLat      []time.Duration
 	bareFirst, gwFirst  []time.Duration
-	bareRSS, gwRSS      int64 // with s.streams open streams; only measured on HTTPS/h2
-	sessionRSS          int64 // with s.sessions sessions; only measured on HTTP/1.1
+	failed              [2]int // open-loop calls that failed, bare and gateway
+	bareRSS, gwRSS      int64  // RSS growth with s.streams open streams; only measured on HTTPS/h2
+	procRSS             int64  // the proxies' process RSS with them open
+	sessionRSS          int64  // with s.sessions sessions; only measured on HTTP/1.1
 	sessionFill         time.Duration
 	measuredStreams     bool
 	measuredSessionsRSS bool
 }
+
+// closedResult is the closed-loop runs of one proxy, added up.
+type closedResult struct {
+	rps     float64 // the median of the rounds
+	mallocs float64 // heap allocations per request in the proxies' process
+	bytes   float64 // heap bytes allocated per request in the proxies' process
+	conns   float64 // upstream connections opened per 1,000 requests
+}
+
+// rounds is how many times each closed loop runs, bare and gateway taking
+// turns, so that a slow spell of the shared machine does not land on one
+// of them only.
+const rounds = 3
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s, err := parseFlags(args, stderr)
@@ -109,6 +140,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if filepath.Base(certFile) != certName || filepath.Base(keyFile) != keyName {
+		return fmt.Errorf("devcert wrote %s and %s, the loader reads %s and %s", certFile, keyFile, certName, keyName)
+	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return err
@@ -116,36 +150,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(must(x509.ParseCertificate(cert.Certificate[0])))
 
-	up := newUpstream()
-	plainURL, tlsURL, err := up.serve(cert)
+	cpus := ""
+	if s.pin {
+		cpus = pinCPUs()
+	}
+	ld, err := startLoader(dir, cpus, stderr)
 	if err != nil {
 		return err
 	}
-	defer up.close()
-
-	fake := fakeaws.New(fakeaws.Options{AccountID: account, Region: region, Roles: []string{invokeRole}, RecordLimit: 1})
-	stsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	defer ld.close()
+	if cpus != "" {
+		fmt.Fprintf(stderr, "bench: proxies on CPUs 0-%d, loader on CPUs %s\n", runtime.GOMAXPROCS(0)-1, cpus)
 	}
-	stsSrv := &http.Server{Handler: fake.STSHandler()}
-	go stsSrv.Serve(stsLn)
-	defer stsSrv.Close()
-	stsURL := "http://" + stsLn.Addr().String()
 
-	fmt.Fprintf(stderr, "bench: %d workers × %v per run; %d streams; %d sessions\n", s.workers, s.duration, s.streams, s.sessions)
+	fmt.Fprintf(stderr, "bench: %d workers × %v per run, %d rounds; %d streams; %d sessions\n", s.workers, s.duration, rounds, s.streams, s.sessions)
 	var cols []column
 	for _, u := range []struct {
 		name, url, ca string
-	}{{"HTTP/1.1 upstream", plainURL, ""}, {"HTTPS/h2 upstream", tlsURL, certFile}} {
+	}{{"HTTP/1.1 upstream", ld.hello.PlainURL, ""}, {"HTTPS/h2 upstream", ld.hello.TLSURL, certFile}} {
 		fmt.Fprintf(stderr, "bench: %s\n", u.name)
-		col, err := measure(ctx, s, dir, u.name, u.url, u.ca, roots, stsURL, fake, up, u.ca != "", u.ca == "")
+		col, err := measure(ctx, s, dir, u.name, u.url, u.ca, roots, ld, u.ca != "", u.ca == "")
 		if err != nil {
 			return fmt.Errorf("%s: %w", u.name, err)
 		}
 		cols = append(cols, col)
 	}
-	report(stdout, s, cols)
+	report(stdout, s, cols, cpus)
 	return nil
 }
 
@@ -156,85 +186,137 @@ func must[T any](v T, err error) T {
 	return v
 }
 
+// closedRounds runs the closed loop against bare and gateway in turns and
+// measures allocations in this process (the proxies) around each run.
+func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, closedResult, error) {
+	var res [2]struct {
+		rps                     []float64
+		requests                int64
+		mallocs, bytes, accepts uint64
+	}
+	for range rounds {
+		for i, c := range []command{bare, gw} {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			r, err := ld.do(c)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				return closedResult{}, closedResult{}, err
+			}
+			res[i].rps = append(res[i].rps, float64(r.Requests)/r.Seconds)
+			res[i].requests += r.Requests
+			res[i].mallocs += after.Mallocs - before.Mallocs
+			res[i].bytes += after.TotalAlloc - before.TotalAlloc
+			res[i].accepts += uint64(r.Accepts)
+		}
+	}
+	var out [2]closedResult
+	for i, r := range res {
+		slices.Sort(r.rps)
+		n := float64(r.requests)
+		out[i] = closedResult{rps: r.rps[len(r.rps)/2], mallocs: float64(r.mallocs) / n, bytes: float64(r.bytes) / n,
+			conns: float64(r.accepts) * 1000 / n}
+	}
+	return out[0], out[1], nil
+}
+
+// openRounds runs an open loop against bare and gateway in turns, two
+// rounds of half the duration each, and returns each one's latencies.
+func openRounds(ld *loader, failed *[2]int, bare, gw command) ([]time.Duration, []time.Duration, error) {
+	var lat [2][]time.Duration
+	for range 2 {
+		for i, c := range []command{bare, gw} {
+			c.Duration /= 2
+			r, err := ld.do(c)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", [2]string{"bare", "gateway"}[i], err)
+			}
+			lat[i] = append(lat[i], r.Latencies...)
+			failed[i] += r.Failed
+		}
+	}
+	slices.Sort(lat[0])
+	slices.Sort(lat[1])
+	return lat[0], lat[1], nil
+}
+
 // measure runs every measurement against the bare proxy and the gateway
 // in front of one upstream.
 func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle string, roots *x509.CertPool,
-	stsURL string, fake *fakeaws.Server, up *upstream, streams, sessions bool) (column, error) {
+	ld *loader, streams, sessions bool) (column, error) {
 	col := column{name: name}
 	bare, err := startBare(upstreamURL, roots)
 	if err != nil {
 		return col, err
 	}
 	defer bare.close()
-	gw, err := startGateway(ctx, dir, stsURL, fake, upstreamURL, caBundle, s.sessions)
+	gw, err := startGateway(ctx, dir, ld.hello, upstreamURL, caBundle, s.sessions)
 	if err != nil {
 		return col, err
 	}
 	defer gw.close()
-	conns := max(s.workers*2, 512)
-	bc := newClient(bare.url, conns, nil)
-	defer bc.close()
-	gc := newClient(gw.url, conns, http.Header{"Authorization": {"Bearer " + gw.key}})
-	defer gc.close()
-	for _, c := range []*client{bc, gc} { // warm up: session, connections
-		if _, err := closedLoop(ctx, c, s.workers, min(s.duration, time.Second), &up.accepts); err != nil {
+	bc := command{Target: bare.url, Workers: s.workers}
+	gc := command{Target: gw.url, Workers: s.workers, Header: http.Header{"Authorization": {"Bearer " + gw.key}}}
+	with := func(c command, op string, d time.Duration, rate float64, stream bool) command {
+		c.Op, c.Duration, c.Rate, c.Stream = op, d, rate, stream
+		return c
+	}
+	for _, c := range []command{bc, gc} { // warm up: session, connections
+		if _, err := ld.do(with(c, "closed", min(s.duration, time.Second), 0, false)); err != nil {
 			return col, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	if col.bare, err = closedLoop(ctx, bc, s.workers, s.duration, &up.accepts); err != nil {
-		return col, fmt.Errorf("bare: %w", err)
-	}
-	if col.gw, err = closedLoop(ctx, gc, s.workers, s.duration, &up.accepts); err != nil {
-		return col, fmt.Errorf("gateway: %w", err)
+	if col.bare, col.gw, err = closedRounds(ld, s, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
+		return col, err
 	}
 	col.rate = col.bare.rps / 2
-	converse := func(c *client) func(context.Context, time.Time) (time.Duration, error) {
-		return func(ctx context.Context, due time.Time) (time.Duration, error) {
-			err := c.converse(ctx)
-			return time.Since(due), err
-		}
-	}
-	if col.bareLat, err = openLoop(ctx, col.rate, s.duration, converse(bc)); err != nil {
-		return col, fmt.Errorf("bare open loop: %w", err)
-	}
-	if col.gwLat, err = openLoop(ctx, col.rate, s.duration, converse(gc)); err != nil {
-		return col, fmt.Errorf("gateway open loop: %w", err)
+	if col.bareLat, col.gwLat, err = openRounds(ld, &col.failed, with(bc, "open", s.duration, col.rate, false), with(gc, "open", s.duration, col.rate, false)); err != nil {
+		return col, fmt.Errorf("open loop: %w", err)
 	}
 	// A stream costs more than a Converse: a quarter of the gateway's
 	// Converse maximum keeps both proxies out of saturation.
 	col.streamRate = col.gw.rps / 4
-	if col.bareFirst, err = openLoop(ctx, col.streamRate, s.duration, bc.stream); err != nil {
-		return col, fmt.Errorf("bare streams: %w", err)
-	}
-	if col.gwFirst, err = openLoop(ctx, col.streamRate, s.duration, gc.stream); err != nil {
-		return col, fmt.Errorf("gateway streams: %w", err)
+	if col.bareFirst, col.gwFirst, err = openRounds(ld, &col.failed, with(bc, "open", s.duration, col.streamRate, true), with(gc, "open", s.duration, col.streamRate, true)); err != nil {
+		return col, fmt.Errorf("streams: %w", err)
 	}
 	if streams {
 		col.measuredStreams = true
 		for _, t := range []struct {
-			c   *client
+			c   command
 			out *int64
-		}{{newClient(bare.url, s.streams, nil), &col.bareRSS}, {newClient(gw.url, s.streams, gc.header), &col.gwRSS}} {
-			*t.out, err = holdStreams(ctx, t.c, s.streams)
-			t.c.close()
-			if err != nil {
+		}{{bc, &col.bareRSS}, {gc, &col.gwRSS}} {
+			before := rss()
+			c := t.c
+			c.Op, c.N = "hold", s.streams
+			if _, err := ld.do(c); err != nil {
 				return col, fmt.Errorf("open streams: %w", err)
+			}
+			after := rss()
+			*t.out = after - before
+			if t.out == &col.gwRSS {
+				col.procRSS = after
+			}
+			if _, err := ld.do(command{Op: "release"}); err != nil {
+				return col, err
 			}
 		}
 	}
 	if sessions {
 		col.measuredSessionsRSS = true
-		pc := newClient(gw.url, s.workers, http.Header{"Authorization": {"Bearer " + gw.platform}})
-		defer pc.close()
-		if col.sessionRSS, col.sessionFill, err = fillSessions(ctx, pc, s.sessions, s.workers); err != nil {
+		before := rss()
+		r, err := ld.do(command{Op: "sessions", Target: gw.url, N: s.sessions, Workers: s.workers,
+			Header: http.Header{"Authorization": {"Bearer " + gw.platform}}})
+		if err != nil {
 			return col, err
 		}
+		col.sessionRSS, col.sessionFill = rss()-before, time.Duration(r.Seconds*float64(time.Second))
 	}
 	return col, nil
 }
 
 // report prints the table.
-func report(w io.Writer, s settings, cols []column) {
+func report(w io.Writer, s settings, cols []column, cpus string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(label string, cell func(c column) string) {
 		fmt.Fprint(tw, label)
@@ -253,8 +335,9 @@ func report(w io.Writer, s settings, cols []column) {
 	row("streams open loop at 25% of gateway's max", func(c column) string { return fmt.Sprintf("%.0f streams/s", c.streamRate) })
 	row("stream first event, added p50 / p99", func(c column) string { return added(c.bareFirst, c.gwFirst, 50, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareFirst, 50, 99) })
-	row("allocs/req, gateway (bare)", func(c column) string { return fmt.Sprintf("%.0f (%.0f)", c.gw.mallocs, c.bare.mallocs) })
-	row("bytes/req, gateway (bare)", func(c column) string { return fmt.Sprintf("%s (%s)", size(c.gw.bytes), size(c.bare.bytes)) })
+	row("open-loop calls failed, gateway (bare)", func(c column) string { return fmt.Sprintf("%d (%d)", c.failed[1], c.failed[0]) })
+	row("allocs/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%.0f (%.0f)", c.gw.mallocs, c.bare.mallocs) })
+	row("bytes/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%s (%s)", size(c.gw.bytes), size(c.bare.bytes)) })
 	row("added allocs/req, added bytes/req", func(c column) string {
 		return fmt.Sprintf("%.0f, %s", c.gw.mallocs-c.bare.mallocs, size(c.gw.bytes-c.bare.bytes))
 	})
@@ -263,7 +346,7 @@ func report(w io.Writer, s settings, cols []column) {
 		if !c.measuredStreams {
 			return "-"
 		}
-		return fmt.Sprintf("+%s (+%s)", size(float64(c.gwRSS)), size(float64(c.bareRSS)))
+		return fmt.Sprintf("+%s (+%s), %s in all", size(float64(c.gwRSS)), size(float64(c.bareRSS)), size(float64(c.procRSS)))
 	})
 	row("  added per stream", func(c column) string {
 		if !c.measuredStreams {
@@ -279,11 +362,17 @@ func report(w io.Writer, s settings, cols []column) {
 			size(float64(c.sessionRSS)/float64(s.sessions)), c.sessionFill.Round(100*time.Millisecond))
 	})
 	tw.Flush()
+	where := "on the same CPUs"
+	if cpus != "" {
+		where = fmt.Sprintf("pinned to CPUs %s, the proxies to the others (-pin)", cpus)
+	}
 	fmt.Fprintln(w, `
-allocs and bytes per request count the whole process (load generator and
-upstream included), hence the bare column; "added" is the difference.
-RSS rows count the whole process too; the session row includes the
-emulated STS's record of each credential it issued.`)
+The proxies run in this process; the load generator, the upstream and the
+emulated STS in a child process `+where+`. Max req/s is the median
+of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns;
+latencies pool two open-loop rounds each, also in turns. Allocations,
+bytes and RSS are this process's: the proxies' own. "in all" is the
+process's whole RSS with the gateway's streams open (bare idle).`)
 }
 
 func lat(sorted []time.Duration, ps ...float64) string {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // rss returns the process's resident set size in bytes after a GC that
@@ -37,12 +36,8 @@ func rss() int64 {
 }
 
 // holdStreams opens n ConverseStreams through c that the upstream holds
-// open after their first frame, and returns how much RSS grew while all
-// were open. Everything in the process counts: client, proxy, upstream.
-func holdStreams(ctx context.Context, c *client, n int) (int64, error) {
-	before := rss()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// open after their first frame, and returns their bodies, still open.
+func holdStreams(ctx context.Context, c *client, n int) ([]io.ReadCloser, error) {
 	bodies := make([]io.ReadCloser, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 128) // opened this many at a time
@@ -55,25 +50,22 @@ func holdStreams(ctx context.Context, c *client, n int) (int64, error) {
 		})
 	}
 	wg.Wait()
-	after := rss()
-	cancel()
-	for i, b := range bodies {
-		if b != nil {
-			b.Close()
-		}
-		if errs[i] != nil {
-			return 0, fmt.Errorf("open stream %d of %d: %w", i+1, n, errs[i])
+	for i, err := range errs {
+		if err != nil {
+			for _, b := range bodies {
+				if b != nil {
+					b.Close()
+				}
+			}
+			return nil, fmt.Errorf("open stream %d of %d: %w", i+1, n, err)
 		}
 	}
-	return after - before, nil
+	return bodies, nil
 }
 
 // fillSessions sends one Converse for each of n distinct users of the
-// tenant through a platform key, so the gateway caches n sessions, and
-// returns how much RSS grew.
-func fillSessions(ctx context.Context, c *client, n, workers int) (int64, time.Duration, error) {
-	before := rss()
-	start := time.Now()
+// tenant through a platform key, so the gateway caches n sessions.
+func fillSessions(ctx context.Context, c *client, n, workers int) error {
 	next := make(chan int)
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
@@ -108,9 +100,5 @@ feed:
 		default:
 		}
 	}
-	if err != nil {
-		return 0, 0, err
-	}
-	took := time.Since(start)
-	return rss() - before, took, nil
+	return err
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/internal/gateway"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 )
@@ -83,7 +82,7 @@ type gatewayTarget struct {
 // startGateway builds the gateway as `gateway serve` does (gateway.New
 // with the default config) against fakeaws STS and the given Bedrock
 // endpoint, with caBundle trusted for it.
-func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server, bedrockURL, caBundle string, sessions int) (*gatewayTarget, error) {
+func startGateway(ctx context.Context, dir string, ld hello, bedrockURL, caBundle string, sessions int) (*gatewayTarget, error) {
 	keys := filepath.Join(dir, "keys.json")
 	key, _, err := auth.CreateKey(keys, "alice@acme.org", "data-science", "", "12345", time.Now())
 	if err != nil {
@@ -96,7 +95,7 @@ func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server,
 	}
 	cfg := gateway.Default()
 	cfg.Listen, cfg.Admin.Listen, cfg.Server.DrainDelay = "127.0.0.1:0", gateway.AdminOff, 0
-	cfg.AWS = gateway.AWSConfig{Region: region, STSEndpoint: stsURL, BedrockRuntimeEndpoint: bedrockURL, CABundle: caBundle}
+	cfg.AWS = gateway.AWSConfig{Region: region, STSEndpoint: ld.STSURL, BedrockRuntimeEndpoint: bedrockURL, CABundle: caBundle}
 	cfg.Session.RoleARN, cfg.Auth.APIKeysFile = invokeRole, keys
 	cfg.Usage.Ledger = filepath.Join(dir, "usage-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".jsonl")
 	// Room for every benchmark session, admitted as fast as STS allows.
@@ -117,7 +116,7 @@ func startGateway(ctx context.Context, dir, stsURL string, fake *fakeaws.Server,
 		logFile.Close()
 	}
 	g, err := gateway.New(ctx, &cfg, gateway.Options{Logger: logger, Stdout: io.Discard, Version: "bench",
-		Credentials: credentials.StaticCredentialsProvider{Value: fake.RootCredentials(gatewayRole)}})
+		Credentials: credentials.NewStaticCredentialsProvider(ld.RootKeyID, ld.RootSecret, "")})
 	if err != nil {
 		closeLogFile()
 		return nil, fmt.Errorf("gateway: %w", err)

@@ -97,6 +97,23 @@ func BenchmarkBareProxyConverse4K(b *testing.B) {
 	})
 }
 
+// BenchmarkHarnessConverse4K is what the harness itself costs: the same
+// request and recorder, and one round trip to the canned upstream whose
+// answer is copied out, with nothing in between. Subtract its allocations
+// from BenchmarkProxyConverse4K's for the gateway's own.
+func BenchmarkHarnessConverse4K(b *testing.B) {
+	tr := &cannedTransport{header: cannedHeader, body: cannedConverse}
+	benchConverse4K(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := tr.RoundTrip(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.WriteHeader(resp.StatusCode)
+		var buf [512]byte
+		io.CopyBuffer(w, resp.Body, buf[:])
+	}))
+}
+
 var (
 	cannedHeader   = http.Header{"Content-Type": {"application/json"}, "X-Amzn-Requestid": {"r"}}
 	cannedConverse = []byte(`{"output":{"message":{"role":"assistant","content":[{"text":"Hello from emulated Bedrock"}]}},"stopReason":"end_turn","usage":{"inputTokens":812,"outputTokens":4,"totalTokens":816},"metrics":{"latencyMs":100}}`)

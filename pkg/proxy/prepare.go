@@ -38,8 +38,10 @@ type outbound struct {
 // until the request is known to be well formed and admitted. It returns
 // the prepared request; with a refusal it also returns the request as far
 // as it got (never nil), whose model and session the epilogue records.
-func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, id *auth.Identity) (*outbound, *Error) {
-	out := &outbound{method: rt.method}
+func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *reqState) (*outbound, *Error) {
+	id := st.identity
+	out := &st.outVal
+	out.method = rt.method
 	body, err := p.readBody(w, r)
 	if err != nil {
 		return out, err
@@ -57,7 +59,8 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, id *au
 	if err != nil {
 		return out, err
 	}
-	out.spec = &spec
+	st.specVal = spec
+	out.spec = &st.specVal
 	if err = p.admit(*id, rt.op, t.model); err != nil {
 		return out, err
 	}

@@ -123,7 +123,8 @@ func (p *Proxy) Close() {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{id: newRequestID(), start: p.cfg.Now()}
-	sw := &statusWriter{ResponseWriter: w, now: p.cfg.Now}
+	st.w = statusWriter{ResponseWriter: w, now: p.cfg.Now}
+	sw := &st.w
 	sw.Header().Set("X-Gateway-Request-Id", st.id)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if m := p.cfg.Metrics; m != nil {
@@ -181,6 +182,13 @@ type reqState struct {
 	// bodyRead is set once the whole request body has been read; a
 	// refusal before that closes an HTTP/1 connection (see fail).
 	bodyRead bool
+
+	// Storage for what the pointers above point to, allocated with the
+	// state: a request costs one allocation for all of them.
+	w       statusWriter
+	idVal   auth.Identity
+	specVal tenancy.SessionSpec
+	outVal  outbound
 }
 
 type stateKey struct{}
@@ -200,7 +208,9 @@ func (p *Proxy) authenticate(next http.Handler) http.Handler {
 			p.fail(w, r, authError(err))
 			return
 		}
-		stateFrom(r.Context()).identity = &id
+		st := stateFrom(r.Context())
+		st.idVal = id
+		st.identity = &st.idVal
 		next.ServeHTTP(w, r)
 	})
 }
@@ -211,7 +221,7 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())
 		st.op = rt.op
-		out, err := p.prepare(w, r, rt, st.identity)
+		out, err := p.prepare(w, r, rt, st)
 		// A refusal is recorded with what was learned before it, so the
 		// ledger says who was refused which model.
 		st.modelID, st.spec = out.model, out.spec

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+)
+
+// The load generator, the upstream and the emulated STS run in a child
+// process, the loader: the parent process then holds only the two proxies
+// under test, so its allocation counts and RSS are theirs, and the load
+// generator's garbage does not set off garbage collections in the proxies
+// mid-measurement. The two processes still share the machine's CPUs, as
+// a load generator on the same host always does.
+
+// loaderEnv, set to the benchmark's temporary directory, makes the
+// program (or the test binary, see TestMain) run as the loader.
+const loaderEnv = "BEDROCK_GATEWAY_BENCH_LOADER"
+
+// hello is the loader's first line: where its servers listen.
+type hello struct {
+	PlainURL, TLSURL, STSURL string
+	// RootKeyID and RootSecret are the gateway's own credentials in the
+	// emulated account.
+	RootKeyID, RootSecret string
+}
+
+// command is one measurement the parent asks of the loader.
+type command struct {
+	Op       string // "closed", "open", "hold", "release", "sessions"
+	Target   string
+	Header   http.Header
+	Workers  int
+	N        int
+	Duration time.Duration
+	Rate     float64
+	Stream   bool // open loop: ConverseStream first-event latency instead of Converse
+}
+
+// reply is the loader's answer to a command.
+type reply struct {
+	Err       string
+	Requests  int64
+	Seconds   float64
+	Accepts   int64           // upstream connections accepted during the command
+	Latencies []time.Duration // open loop, sorted: the calls that succeeded
+	Failed    int             // open loop: calls that failed
+}
+
+// runLoader serves commands from in, one reply each to out, until in ends.
+func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) error {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certName), filepath.Join(dir, keyName))
+	if err != nil {
+		return err
+	}
+	up := newUpstream()
+	plainURL, tlsURL, err := up.serve(cert)
+	if err != nil {
+		return err
+	}
+	defer up.close()
+	fake := fakeaws.New(fakeaws.Options{AccountID: account, Region: region, Roles: []string{invokeRole}, RecordLimit: 1})
+	stsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	stsSrv := &http.Server{Handler: fake.STSHandler()}
+	go stsSrv.Serve(stsLn)
+	defer stsSrv.Close()
+	root := fake.RootCredentials(gatewayRole)
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(hello{PlainURL: plainURL, TLSURL: tlsURL, STSURL: "http://" + stsLn.Addr().String(),
+		RootKeyID: root.AccessKeyID, RootSecret: root.SecretAccessKey}); err != nil {
+		return err
+	}
+
+	clients := map[string]*client{}
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+	}()
+	clientFor := func(c command, conns int) *client {
+		keys := make([]string, 0, len(c.Header))
+		for k := range c.Header {
+			keys = append(keys, k+"="+strings.Join(c.Header[k], ","))
+		}
+		sort.Strings(keys)
+		id := fmt.Sprint(c.Target, keys, conns)
+		if cl, ok := clients[id]; ok {
+			return cl
+		}
+		cl := newClient(c.Target, conns, c.Header)
+		clients[id] = cl
+		return cl
+	}
+	var held []io.ReadCloser
+	// Held streams live until "release", under their own context.
+	holdCtx, holdCancel := newHold(ctx)
+	defer func() { holdCancel() }()
+	dec := json.NewDecoder(bufio.NewReader(in))
+	for {
+		var c command
+		if err := dec.Decode(&c); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		var r reply
+		accepts0 := up.accepts.Load()
+		switch c.Op {
+		case "closed":
+			r.Requests, r.Seconds, err = closedLoop(ctx, clientFor(c, max(c.Workers*2, 512)), c.Workers, c.Duration)
+		case "open":
+			cl := clientFor(c, max(c.Workers*2, 512))
+			do := cl.stream
+			if !c.Stream {
+				do = func(ctx context.Context, due time.Time) (time.Duration, error) {
+					err := cl.converse(ctx)
+					return time.Since(due), err
+				}
+			}
+			r.Latencies, r.Failed, err = openLoop(ctx, c.Rate, c.Duration, do)
+		case "hold":
+			held, err = holdStreams(holdCtx, newClient(c.Target, c.N, c.Header), c.N)
+		case "release":
+			holdCancel()
+			for _, b := range held {
+				b.Close()
+			}
+			held = nil
+			holdCtx, holdCancel = newHold(ctx)
+		case "sessions":
+			start := time.Now()
+			err = fillSessions(ctx, clientFor(c, c.Workers), c.N, c.Workers)
+			r.Seconds = time.Since(start).Seconds()
+		default:
+			err = fmt.Errorf("unknown command %q", c.Op)
+		}
+		r.Accepts = up.accepts.Load() - accepts0
+		if err != nil {
+			r.Err = err.Error()
+		}
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+}
+
+// newHold is the context held streams are opened under, and its cancel.
+func newHold(ctx context.Context) (context.Context, func()) {
+	return context.WithCancel(ctx)
+}
+
+// loader is the parent's handle on the loader process.
+type loader struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	enc   *json.Encoder
+	dec   *json.Decoder
+	hello hello
+}
+
+// startLoader starts this program again as the loader, in dir (which
+// holds the upstream's certificate), on the CPUs in cpus (a taskset list;
+// "" for any), and waits for its hello.
+func startLoader(dir, cpus string, stderr io.Writer) (*loader, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	if taskset, err := exec.LookPath("taskset"); err == nil && cpus != "" {
+		cmd = exec.Command(taskset, "-c", cpus, exe)
+	}
+	cmd.Env = append(os.Environ(), loaderEnv+"="+dir)
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	l := &loader{cmd: cmd, stdin: stdin, enc: json.NewEncoder(stdin), dec: json.NewDecoder(bufio.NewReader(stdout))}
+	if err := l.dec.Decode(&l.hello); err != nil {
+		l.close()
+		return nil, fmt.Errorf("loader did not start: %w", err)
+	}
+	return l, nil
+}
+
+// do runs one command in the loader.
+func (l *loader) do(c command) (reply, error) {
+	if err := l.enc.Encode(c); err != nil {
+		return reply{}, fmt.Errorf("loader: %w", err)
+	}
+	var r reply
+	if err := l.dec.Decode(&r); err != nil {
+		return reply{}, fmt.Errorf("loader: %w", err)
+	}
+	if r.Err != "" {
+		return r, fmt.Errorf("%s: %s", c.Op, r.Err)
+	}
+	return r, nil
+}
+
+// close ends the loader: it returns when its input ends.
+func (l *loader) close() {
+	l.stdin.Close()
+	done := make(chan struct{})
+	go func() { l.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		l.cmd.Process.Kill()
+		<-done
+	}
+}
