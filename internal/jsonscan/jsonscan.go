@@ -6,6 +6,7 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 )
@@ -126,19 +127,39 @@ func skipSpaceBack(b []byte, i int) int {
 }
 
 // skipString returns the index after the string starting at b[i] == '"'.
+// Strings are most of a Converse body (the prompt, the model's answer),
+// so it skips eight plain bytes at a time: none a quote, a backslash or
+// a control character (which JSON does not allow raw in a string).
 func skipString(b []byte, i int) (end int, escaped bool, err error) {
-	for j := i + 1; j < len(b); j++ {
+	j := i + 1
+	for {
+		for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		if j >= len(b) {
+			return 0, false, ErrBadJSON
+		}
 		switch c := b[j]; {
 		case c == '\\':
 			escaped = true
-			j++
+			j += 2
 		case c == '"':
 			return j + 1, escaped, nil
 		case c < 0x20:
 			return 0, false, ErrBadJSON
+		default:
+			j++
 		}
 	}
-	return 0, false, ErrBadJSON
+}
+
+// plain8 reports whether none of the eight bytes in x is '"', '\\' or
+// below 0x20 (the bit tricks of "Bit Twiddling Hacks": haszero, hasless).
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	control := (x - ones*0x20) & ^x & highs
+	return control|hasZero(x^(ones*'"'))|hasZero(x^(ones*'\\')) == 0
 }
 
 // skipValue returns the index after the value starting at b[i].

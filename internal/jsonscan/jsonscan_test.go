@@ -101,3 +101,39 @@ func distinctNames(body []byte) bool {
 	}
 	return true
 }
+
+// FuzzSkipString: the eight-at-a-time scan ends a string exactly where a
+// byte-at-a-time scan does, and refuses the same strings.
+func FuzzSkipString(f *testing.F) {
+	f.Add([]byte(`"plain text long enough for words"`))
+	f.Add([]byte(`"esc\"aped \\ and \u0041 at 8+ bytes ....."`))
+	f.Add([]byte("\"control \x01 char in the middle of it\""))
+	f.Add([]byte(`"unterminated string that goes on and on`))
+	f.Add([]byte("\"\xff\xfe high bytes \x7f del\"tail"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		end, esc, err := skipString(b, 0)
+		wantEnd, wantEsc, wantErr := skipStringSlow(b)
+		if end != wantEnd || esc != wantEsc || (err == nil) != (wantErr == nil) {
+			t.Fatalf("skipString(%q) = %d, %v, %v; byte by byte %d, %v, %v", b, end, esc, err, wantEnd, wantEsc, wantErr)
+		}
+	})
+}
+
+func skipStringSlow(b []byte) (int, bool, error) {
+	escaped := false
+	for j := 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '\\':
+			escaped = true
+			j++
+		case c == '"':
+			return j + 1, escaped, nil
+		case c < 0x20:
+			return 0, false, ErrBadJSON
+		}
+	}
+	return 0, false, ErrBadJSON
+}
