@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +40,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 
 	req, err := p.upstreamRequest(ctx, out)
 	if err != nil {
+		putBuf(out.bodyBuf) // nothing was sent: the body is ours again
+		out.bodyBuf = nil
 		p.fail(w, r, proxyError(ctx, err))
 		return
 	}
@@ -127,8 +128,11 @@ func (p *Proxy) upstreamRequest(ctx context.Context, o *outbound) (*http.Request
 		Body:   http.NoBody,
 	}).WithContext(ctx)
 	if len(o.body) > 0 {
-		b := &bodyReader{}
-		b.Reset(o.body)
+		// The transport closes the body when it is done with it, even
+		// on error, and the buffer then goes back to the pool.
+		b := &pooledBody{buf: o.bodyBuf}
+		o.bodyBuf = nil
+		b.r.Reset(o.body)
 		req.Body = b
 		req.ContentLength = int64(len(o.body))
 	}
@@ -147,12 +151,6 @@ func (p *Proxy) upstreamRequest(ctx context.Context, o *outbound) (*http.Request
 	u.RawQuery = sr.RawQuery
 	return req, nil
 }
-
-// bodyReader is the upstream request body: io.NopCloser(bytes.NewReader)
-// in one allocation.
-type bodyReader struct{ bytes.Reader }
-
-func (*bodyReader) Close() error { return nil }
 
 var errNoSession = errors.New("no session credentials for this request")
 

@@ -28,6 +28,10 @@ type outbound struct {
 	header      http.Header
 	body        []byte
 	payloadHash string // hex SHA-256 of body
+	// readBuf and bodyBuf are the pooled buffers behind the request
+	// body as read and as sent (the same one when it was not
+	// rewritten); see bodypool.go for when each goes back.
+	readBuf, bodyBuf *[]byte
 	// idle cancels the upstream exchange when Bedrock goes quiet once
 	// its response has started; set by forward.
 	idle *time.Timer
@@ -42,7 +46,7 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 	id := st.identity
 	out := &st.outVal
 	out.method = rt.method
-	body, err := p.readBody(w, r)
+	body, err := p.readBody(w, r, out)
 	if err != nil {
 		return out, err
 	}
@@ -67,8 +71,14 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 	if err = p.checkAsyncOwner(r.Context(), rt.op, t, out.spec); err != nil {
 		return out, err
 	}
-	if out.header, out.body, err = p.buildOutbound(r.Header, body, rt.stamp, id, out.spec); err != nil {
+	if out.header, out.body, err = p.buildOutbound(r.Header, body, rt.stamp, id, out.spec, out); err != nil {
 		return out, err
+	}
+	if aliases(out.body, out.readBuf) {
+		out.bodyBuf, out.readBuf = out.readBuf, nil
+	} else {
+		putBuf(out.readBuf) // the body as read is no longer referenced
+		out.readBuf = nil
 	}
 	sum := sha256.Sum256(out.body)
 	out.payloadHash = hex.EncodeToString(sum[:])
@@ -84,7 +94,7 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 // than MaxBodyBytes is refused before any of it is read, and the body
 // must arrive within bodyAllowance: the read deadline is lifted once it
 // is in, since the response may stream for minutes.
-func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, out *outbound) ([]byte, *Error) {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return nil, errValidation("Content-Encoding is not supported", nil)
 	}
@@ -100,7 +110,8 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error
 			defer rc.SetReadDeadline(time.Time{})
 		}
 	}
-	body, err := readSized(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes), r.ContentLength)
+	body, buf, err := readSized(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes), r.ContentLength)
+	out.readBuf = buf
 	if err != nil {
 		return nil, bodyError(err, p.cfg.MaxBodyBytes)
 	}
@@ -112,32 +123,36 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error
 
 // readSized reads all of r, which declared length bytes (-1: unknown). A
 // declared length (at most MaxBodyBytes: readBody checked) is read into a
-// buffer of exactly that size in one allocation, where io.ReadAll grows
-// its buffer step by step (for 4 KiB, nine allocations and 2.5 times the
-// bytes). A body shorter than it declared is an error, as net/http's
-// server makes it; one longer (which that server never delivers) is read
-// on, still bounded by r.
-func readSized(r io.Reader, length int64) ([]byte, error) {
+// buffer of that size from the body pool (bodypool.go), returned as buf,
+// where io.ReadAll grows a new buffer step by step (for 4 KiB, nine
+// allocations and 2.5 times the bytes). A body shorter than it declared
+// is an error, as net/http's server makes it; one longer (which that
+// server never delivers) is read on, still bounded by r, into a buffer of
+// its own (buf is then nil and the pooled one already back).
+func readSized(r io.Reader, length int64) (body []byte, buf *[]byte, err error) {
 	if length <= 0 {
-		return io.ReadAll(r)
+		body, err = io.ReadAll(r)
+		return body, nil, err
 	}
-	buf := make([]byte, length)
-	if n, err := io.ReadFull(r, buf); err != nil {
+	buf = getBuf(int(length))
+	if n, err := io.ReadFull(r, *buf); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return buf[:n], err
+		return (*buf)[:n], buf, err
 	}
 	var one [1]byte
 	n, err := io.ReadFull(r, one[:])
 	if n == 0 {
 		if err == io.EOF {
-			return buf, nil
+			return *buf, buf, nil
 		}
-		return buf, err
+		return *buf, buf, err
 	}
 	rest, err := io.ReadAll(r)
-	return append(append(buf, one[0]), rest...), err
+	body = append(append(append([]byte(nil), *buf...), one[0]), rest...)
+	putBuf(buf)
+	return body, nil, err
 }
 
 // parseTarget builds where the request goes upstream from its parsed path,
@@ -176,7 +191,7 @@ func (p *Proxy) admit(id auth.Identity, op, model string) *Error {
 // as the operation carries it. The header is forwarded on every route (an
 // X-Amzn-Bedrock-* header): where it is not stamped, its gateway keys are
 // removed all the same.
-func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *auth.Identity, spec *tenancy.SessionSpec) (http.Header, []byte, *Error) {
+func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *auth.Identity, spec *tenancy.SessionSpec, out *outbound) (http.Header, []byte, *Error) {
 	header := outboundHeader(in, p.cfg.UserAgent)
 	var md map[string]string
 	if !p.cfg.DisableMetadataStamp {
@@ -185,7 +200,16 @@ func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *
 	var err error
 	switch stamp {
 	case stampConverseBody:
-		body, err = stampConverse(body, md)
+		// Stamped into a pooled buffer, which is kept when the
+		// stamped body is in it (not when the body is unchanged or
+		// outgrew it).
+		dst := getBuf(len(body) + metadataJSONLen(md) + 64)
+		body, err = stampConverseInto((*dst)[:0], body, md)
+		if aliases(body, dst) {
+			out.bodyBuf = dst
+		} else {
+			putBuf(dst)
+		}
 	case stampInvokeHeader:
 		err = stampInvoke(header, md)
 	}

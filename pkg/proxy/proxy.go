@@ -226,6 +226,9 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 		// ledger says who was refused which model.
 		st.modelID, st.spec = out.model, out.spec
 		if err != nil {
+			putBuf(out.readBuf) // nothing refers to the body after a refusal
+			putBuf(out.bodyBuf)
+			out.readBuf, out.bodyBuf = nil, nil
 			p.fail(w, r, err)
 			return
 		}

@@ -119,6 +119,12 @@ func mergeMetadata(caller, ours map[string]string) (map[string]string, error) {
 // empty, which Bedrock would refuse. Everything else in the body is kept
 // byte for byte.
 func stampConverse(body []byte, md map[string]string) ([]byte, error) {
+	return stampConverseInto(nil, body, md)
+}
+
+// stampConverseInto is stampConverse writing a changed body into dst (a
+// zero-length buffer whose capacity it uses if large enough).
+func stampConverseInto(dst, body []byte, md map[string]string) ([]byte, error) {
 	keyStart, start, end, found, err := jsonscan.Member(body, "requestMetadata")
 	if err != nil {
 		return nil, errors.New("request " + err.Error()) // "request body is not valid JSON"
@@ -140,7 +146,10 @@ func stampConverse(body []byte, md map[string]string) ([]byte, error) {
 	if len(merged) == 0 {
 		return jsonscan.RemoveMember(body, keyStart, end), nil
 	}
-	out := make([]byte, 0, len(body)+metadataJSONLen(merged)+24)
+	out := dst[:0]
+	if need := len(body) + metadataJSONLen(merged) + 24; cap(out) < need {
+		out = make([]byte, 0, need)
+	}
 	if found {
 		out = append(out, body[:start]...)
 		out = appendMetadataJSON(out, merged)
