@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-const (
-	model = "anthropic.claude-3-haiku-20240307-v1:0"
-	body  = `{"messages":[{"role":"user","content":[{"text":"Hello there"}]}]}`
-)
+const model = "anthropic.claude-3-haiku-20240307-v1:0"
+
+// body is a 4 KiB Converse request, the size issue 13's aims are set for.
+var body = `{"messages":[{"role":"user","content":[{"text":"` + strings.Repeat("lorem ipsum ", (4096-64)/12) + `"}]}]}`
 
 // client sends the benchmark's requests to one target over plain
 // HTTP/1.1 keep-alive connections.

@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"text/tabwriter"
@@ -56,6 +57,7 @@ type settings struct {
 	streams  int
 	sessions int
 	pin      bool
+	cpuProf  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (settings, error) {
@@ -66,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.workers, "workers", 32, "concurrent workers of the closed-loop runs")
 	fs.IntVar(&s.streams, "streams", 5000, "concurrent open streams for the stream memory row")
 	fs.IntVar(&s.sessions, "sessions", 10000, "distinct users for the session memory row")
+	fs.StringVar(&s.cpuProf, "cpuprofile", "", "write a CPU profile of the proxies' process to this file")
 	fs.BoolVar(&s.pin, "pin", false, "proxies on one half of the CPUs, the loader on the other (Linux): a proxy-bound run")
 	quick := fs.Bool("quick", false, "a short smoke run (tiny numbers) unless other flags say otherwise")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 type column struct {
 	name                string
 	bare, gw            closedResult
+	ratios              []float64 // gateway / bare of each round, sorted
 	rate                float64
 	streamRate          float64
 	bareLat, gwLat      []time.Duration
@@ -123,8 +127,9 @@ type closedResult struct {
 
 // rounds is how many times each closed loop runs, bare and gateway taking
 // turns, so that a slow spell of the shared machine does not land on one
-// of them only.
-const rounds = 3
+// of them only; each round's ratio compares two runs next to each other
+// in time.
+const rounds = 5
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s, err := parseFlags(args, stderr)
@@ -159,6 +164,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ld.close()
+	if s.cpuProf != "" {
+		f, err := os.Create(s.cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if cpus != "" {
 		fmt.Fprintf(stderr, "bench: proxies on CPUs 0-%d, loader on CPUs %s\n", runtime.GOMAXPROCS(0)-1, cpus)
 	}
@@ -188,7 +204,7 @@ func must[T any](v T, err error) T {
 
 // closedRounds runs the closed loop against bare and gateway in turns and
 // measures allocations in this process (the proxies) around each run.
-func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, closedResult, error) {
+func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, closedResult, []float64, error) {
 	var res [2]struct {
 		rps                     []float64
 		requests                int64
@@ -202,7 +218,7 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 			r, err := ld.do(c)
 			runtime.ReadMemStats(&after)
 			if err != nil {
-				return closedResult{}, closedResult{}, err
+				return closedResult{}, closedResult{}, nil, err
 			}
 			res[i].rps = append(res[i].rps, float64(r.Requests)/r.Seconds)
 			res[i].requests += r.Requests
@@ -211,6 +227,11 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 			res[i].accepts += uint64(r.Accepts)
 		}
 	}
+	ratios := make([]float64, rounds)
+	for i := range ratios {
+		ratios[i] = res[1].rps[i] / res[0].rps[i]
+	}
+	slices.Sort(ratios)
 	var out [2]closedResult
 	for i, r := range res {
 		slices.Sort(r.rps)
@@ -218,7 +239,7 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 		out[i] = closedResult{rps: r.rps[len(r.rps)/2], mallocs: float64(r.mallocs) / n, bytes: float64(r.bytes) / n,
 			conns: float64(r.accepts) * 1000 / n}
 	}
-	return out[0], out[1], nil
+	return out[0], out[1], ratios, nil
 }
 
 // openRounds runs an open loop against bare and gateway in turns, two
@@ -267,7 +288,7 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 			return col, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	if col.bare, col.gw, err = closedRounds(ld, s, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
+	if col.bare, col.gw, col.ratios, err = closedRounds(ld, s, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
 		return col, err
 	}
 	col.rate = col.bare.rps / 2
@@ -328,7 +349,9 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("", func(c column) string { return c.name })
 	row(fmt.Sprintf("max req/s, bare (%d workers × %v)", s.workers, s.duration), func(c column) string { return fmt.Sprintf("%.0f", c.bare.rps) })
 	row("max req/s, gateway", func(c column) string { return fmt.Sprintf("%.0f", c.gw.rps) })
-	row("gateway / bare", func(c column) string { return fmt.Sprintf("%.2f", c.gw.rps/c.bare.rps) })
+	row("gateway / bare, median of rounds (range)", func(c column) string {
+		return fmt.Sprintf("%.2f (%.2f-%.2f)", c.ratios[len(c.ratios)/2], c.ratios[0], c.ratios[len(c.ratios)-1])
+	})
 	row("open loop at 50% of bare's max", func(c column) string { return fmt.Sprintf("%.0f req/s", c.rate) })
 	row("added latency p50 / p90 / p99", func(c column) string { return added(c.bareLat, c.gwLat, 50, 90, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareLat, 50, 99) })
@@ -369,7 +392,8 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	fmt.Fprintln(w, `
 The proxies run in this process; the load generator, the upstream and the
 emulated STS in a child process `+where+`. Max req/s is the median
-of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns;
+of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns; the
+ratio is each round's gateway run over the bare run just before it;
 latencies pool two open-loop rounds each, also in turns. Allocations,
 bytes and RSS are this process's: the proxies' own. "in all" is the
 process's whole RSS with the gateway's streams open (bare idle).`)

@@ -87,6 +87,61 @@ func Member(body []byte, name string) (keyStart, start, end int, found bool, err
 	}
 }
 
+// Members calls fn with the name (raw, as between its quotes, and whether
+// it holds escapes) and the value span of each member of the JSON object
+// body, in order, until fn returns false. Like Member it checks only the
+// structure it walks.
+func Members(body []byte, fn func(name []byte, escaped bool, value []byte) bool) error {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return ErrNotObject
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		if skipSpace(body, i+1) != len(body) {
+			return ErrBadJSON
+		}
+		return nil
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return ErrBadJSON
+		}
+		keyEnd, escaped, err := skipString(body, i)
+		if err != nil {
+			return err
+		}
+		name := body[i+1 : keyEnd-1]
+		i = skipSpace(body, keyEnd)
+		if i >= len(body) || body[i] != ':' {
+			return ErrBadJSON
+		}
+		i = skipSpace(body, i+1)
+		valEnd, err := skipValue(body, i, 0)
+		if err != nil {
+			return err
+		}
+		if !fn(name, escaped, body[i:valEnd]) {
+			return nil
+		}
+		i = skipSpace(body, valEnd)
+		if i >= len(body) {
+			return ErrBadJSON
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case '}':
+			if skipSpace(body, i+1) != len(body) {
+				return ErrBadJSON
+			}
+			return nil
+		default:
+			return ErrBadJSON
+		}
+	}
+}
+
 // DuplicateError is Member's error for a member that appears twice.
 type DuplicateError struct{ Name string }
 

@@ -55,11 +55,81 @@ func FromConverse(body []byte) (Tokens, bool) {
 	if err != nil || !found {
 		return Tokens{}, false
 	}
+	if u, ok := scanConverseUsage(body[start:end]); ok {
+		return u.tokens()
+	}
 	var u *converseUsage
 	if !unmarshalTolerant(body[start:end], &u) {
 		return Tokens{}, false
 	}
 	return u.tokens()
+}
+
+// scanConverseUsage reads a TokenUsage object without encoding/json,
+// which cost more than the rest of metering an answer. It gives up
+// (ok false) on anything encoding/json might read differently: escaped
+// member names, names matching a field only case-insensitively, values
+// other than integers and null, and anything but an object;
+// FuzzScanConverseUsage holds it to json.Unmarshal where it answers.
+func scanConverseUsage(obj []byte) (u *converseUsage, ok bool) {
+	if len(obj) == 4 && string(obj) == "null" {
+		return nil, true
+	}
+	u = &converseUsage{}
+	ok = true
+	err := jsonscan.Members(obj, func(name []byte, escaped bool, value []byte) bool {
+		var c *tokenCount
+		switch string(name) {
+		case "inputTokens":
+			c = &u.InputTokens
+		case "outputTokens":
+			c = &u.OutputTokens
+		case "cacheReadInputTokens":
+			c = &u.CacheReadInputTokens
+		case "cacheWriteInputTokens":
+			c = &u.CacheWriteInputTokens
+		default:
+			for _, f := range [...]string{"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"} {
+				if escaped || bytes.EqualFold(name, []byte(f)) {
+					ok = false
+					return false
+				}
+			}
+			if !plainScalar(value) {
+				ok = false // let encoding/json judge nested or odd values
+				return false
+			}
+			return true
+		}
+		if escaped || !plainScalar(value) {
+			ok = false
+			return false
+		}
+		c.UnmarshalJSON(value) // never fails
+		return true
+	})
+	return u, ok && err == nil
+}
+
+// plainScalar reports whether v is null or an integer literal with no
+// sign, fraction or exponent beyond what strconv.ParseInt reads:
+// anything whose meaning json.Unmarshal and tokenCount agree on.
+func plainScalar(v []byte) bool {
+	if string(v) == "null" {
+		return true
+	}
+	if len(v) == 0 || len(v) > 19 {
+		return false
+	}
+	if v[0] == '0' && len(v) > 1 {
+		return false // not JSON
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // FromInvoke reads the token usage of an InvokeModel answer. The

@@ -296,3 +296,37 @@ func checkTokens(t *testing.T, fn string, got Tokens, ok bool) {
 		t.Errorf("%s = %+v, want no negative count", fn, got)
 	}
 }
+
+// FuzzScanConverseUsage: where scanConverseUsage answers, it answers as
+// json.Unmarshal into converseUsage does.
+func FuzzScanConverseUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"inputTokens":12,"outputTokens":34,"totalTokens":46}`,
+		`{"inputTokens":1,"outputTokens":2,"cacheReadInputTokens":3,"cacheWriteInputTokens":4}`,
+		`{"InputTokens":5,"outputTokens":null}`,
+		`{"inputTokens":-1,"outputTokens":2}`,
+		`{"inputTokens":1.5}`,
+		`{"input\u0054okens":7,"outputTokens":1}`,
+		`{"inputTokens":1,"inputTokens":9,"outputTokens":0}`,
+		`{"outputTokens":007}`,
+		`null`,
+		`{"inputTokens":99999999999999999999}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		fast, ok := scanConverseUsage(obj)
+		if !ok {
+			return
+		}
+		var slow *converseUsage
+		if !unmarshalTolerant(obj, &slow) {
+			t.Fatalf("scanConverseUsage(%q) answered %+v; json.Unmarshal refuses it", obj, fast)
+		}
+		ft, fok := fast.tokens()
+		st, sok := slow.tokens()
+		if ft != st || fok != sok {
+			t.Fatalf("scanConverseUsage(%q) = %+v %v; json.Unmarshal = %+v %v", obj, ft, fok, st, sok)
+		}
+	})
+}
