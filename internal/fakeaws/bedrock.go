@@ -352,18 +352,49 @@ type cachePointBlock struct {
 type contentBlock struct {
 	Text       *string
 	CachePoint *cachePointBlock
+	ToolUse    *toolUseBlock
+	ToolResult *toolResultBlock
+	ToolSpec   *toolSpec
 	raw        []byte
+}
+
+// toolUseBlock is a Converse ToolUseBlock: the model asking for a tool.
+type toolUseBlock struct {
+	ToolUseID string          `json:"toolUseId"`
+	Name      string          `json:"name"`
+	Input     json.RawMessage `json:"input"`
+}
+
+// toolResultBlock is a Converse ToolResultBlock: the caller's answer.
+type toolResultBlock struct {
+	ToolUseID string `json:"toolUseId"`
+}
+
+// toolSpec is the part of a Converse ToolSpecification the fake reads.
+type toolSpec struct {
+	Name        string `json:"name"`
+	InputSchema struct {
+		JSON struct {
+			Properties map[string]struct {
+				Type string `json:"type"`
+			} `json:"properties"`
+		} `json:"json"`
+	} `json:"inputSchema"`
 }
 
 func (b *contentBlock) UnmarshalJSON(data []byte) error {
 	var v struct {
 		Text       *string          `json:"text"`
 		CachePoint *cachePointBlock `json:"cachePoint"`
+		ToolUse    *toolUseBlock    `json:"toolUse"`
+		ToolResult *toolResultBlock `json:"toolResult"`
+		ToolSpec   *toolSpec        `json:"toolSpec"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		return err
 	}
-	*b = contentBlock{Text: v.Text, CachePoint: v.CachePoint, raw: slices.Clone(data)}
+	*b = contentBlock{Text: v.Text, CachePoint: v.CachePoint, ToolUse: v.ToolUse, ToolResult: v.ToolResult,
+		ToolSpec: v.ToolSpec, raw: slices.Clone(data)}
 	return nil
 }
 
@@ -378,7 +409,12 @@ type converseInput struct {
 	Messages   []converseMessage `json:"messages"`
 	System     []contentBlock    `json:"system"`
 	ToolConfig *struct {
-		Tools []contentBlock `json:"tools"`
+		Tools      []contentBlock `json:"tools"`
+		ToolChoice *struct {
+			Tool *struct {
+				Name string `json:"name"`
+			} `json:"tool"`
+		} `json:"toolChoice"`
 	} `json:"toolConfig"`
 	InferenceConfig *struct {
 		MaxTokens *int `json:"maxTokens"`
@@ -398,6 +434,10 @@ type prompt struct {
 	points []cacheBreakpoint
 	// metadata is the validated requestMetadata, nil if absent.
 	metadata map[string]string
+	// tool is the tool the model calls, nil if it answers in text: the
+	// fake calls one (toolChoice's, else the first) when the request
+	// offers tools and its last message carries no tool result.
+	tool *toolSpec
 }
 
 // parseConverse decodes and validates a Converse or ConverseStream
@@ -414,6 +454,9 @@ func parseConverse(c *call) (prompt, *bedrockError) {
 		return prompt{}, e
 	}
 	if p.metadata, e = parseMetadataField(req.RequestMetadata); e != nil {
+		return prompt{}, e
+	}
+	if p.tool, e = toolTurn(req); e != nil {
 		return prompt{}, e
 	}
 	if req.InferenceConfig != nil && req.InferenceConfig.MaxTokens != nil {
@@ -486,6 +529,72 @@ func answer(maxTokens int) ([]string, string) {
 	return reply, "end_turn"
 }
 
+// toolTurn checks the conversation's tool blocks as Bedrock does and
+// picks the tool the fake model calls, if any.
+func toolTurn(req converseInput) (*toolSpec, *bedrockError) {
+	var prevUses map[string]bool
+	for i, m := range req.Messages {
+		uses := map[string]bool{}
+		for _, b := range m.Content {
+			switch {
+			case (b.ToolUse != nil || b.ToolResult != nil) && req.ToolConfig == nil:
+				return nil, validationError("The toolConfig field must be defined when using toolUse and toolResult content blocks.")
+			case b.ToolUse != nil && m.Role != "assistant":
+				return nil, validationError("messages.%d: toolUse blocks belong to assistant messages.", i+1)
+			case b.ToolUse != nil:
+				uses[b.ToolUse.ToolUseID] = true
+			case b.ToolResult != nil && (m.Role != "user" || !prevUses[b.ToolResult.ToolUseID]):
+				return nil, validationError("The toolResult blocks at messages.%d.content must match the toolUse blocks of the previous turn.", i+1)
+			}
+		}
+		prevUses = uses
+	}
+	if req.ToolConfig == nil || len(req.ToolConfig.Tools) == 0 {
+		return nil, nil
+	}
+	for _, b := range req.Messages[len(req.Messages)-1].Content {
+		if b.ToolResult != nil {
+			return nil, nil // answered: the model replies in text
+		}
+	}
+	var specs []*toolSpec
+	for _, t := range req.ToolConfig.Tools {
+		if t.ToolSpec != nil {
+			specs = append(specs, t.ToolSpec)
+		}
+	}
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	if tc := req.ToolConfig.ToolChoice; tc != nil && tc.Tool != nil {
+		for _, s := range specs {
+			if s.Name == tc.Tool.Name {
+				return s, nil
+			}
+		}
+		return nil, validationError("toolConfig.toolChoice.tool.name %q is not one of the tools.", clip(tc.Tool.Name))
+	}
+	return specs[0], nil
+}
+
+// toolInput is the input the fake model passes its tool: each string
+// property of the tool's schema set to "fake", each number to 1.
+func toolInput(t *toolSpec) map[string]any {
+	in := map[string]any{}
+	for name, p := range t.InputSchema.JSON.Properties {
+		switch p.Type {
+		case "string":
+			in[name] = "fake"
+		case "number", "integer":
+			in[name] = 1
+		}
+	}
+	return in
+}
+
+// toolOutTokens is what a tool call costs in output tokens.
+const toolOutTokens = 12
+
 // tokenUsage is a Converse TokenUsage. The cache members are present only
 // when the request marked a cache point.
 type tokenUsage struct {
@@ -540,8 +649,8 @@ func (s *Server) converse(c *call) {
 	words, stop := answer(p.maxTokens)
 	out := int64(len(words))
 	type message struct {
-		Role    string      `json:"role"`
-		Content []textBlock `json:"content"`
+		Role    string `json:"role"`
+		Content []any  `json:"content"`
 	}
 	resp := struct {
 		Output struct {
@@ -555,7 +664,13 @@ func (s *Server) converse(c *call) {
 		Usage:      converseUsage(in, out, cu),
 		Metrics:    metrics{latencyMs},
 	}
-	resp.Output.Message = message{Role: "assistant", Content: []textBlock{{strings.Join(words, " ")}}}
+	resp.Output.Message = message{Role: "assistant", Content: []any{textBlock{strings.Join(words, " ")}}}
+	if p.tool != nil {
+		out, resp.StopReason = toolOutTokens, "tool_use"
+		resp.Usage = converseUsage(in, out, cu)
+		resp.Output.Message.Content = []any{map[string]any{"toolUse": toolUseBlock{
+			ToolUseID: "tooluse_" + c.inv.RequestID[:12], Name: p.tool.Name, Input: mustJSON(toolInput(p.tool))}}}
+	}
 	c.record(outcome{status: http.StatusOK, in: in, out: out, cache: cu})
 	writeJSON(c.w, resp, nil)
 }
@@ -572,6 +687,25 @@ func (s *Server) converseStream(c *call) {
 	out := int64(len(words))
 
 	frames := []frame{eventFrame("messageStart", mustJSON(map[string]string{"role": "assistant"}), 0)}
+	if p.tool != nil {
+		// The input arrives in two pieces, as a model streams it.
+		input := string(mustJSON(toolInput(p.tool)))
+		half := len(input) / 2
+		out = toolOutTokens
+		frames = append(frames,
+			eventFrame("contentBlockStart", mustJSON(map[string]any{"contentBlockIndex": 0,
+				"start": map[string]any{"toolUse": map[string]string{"toolUseId": "tooluse_" + c.inv.RequestID[:12], "name": p.tool.Name}}}), 0),
+			eventFrame("contentBlockDelta", mustJSON(map[string]any{"contentBlockIndex": 0,
+				"delta": map[string]any{"toolUse": map[string]string{"input": input[:half]}}}), out/2),
+			eventFrame("contentBlockDelta", mustJSON(map[string]any{"contentBlockIndex": 0,
+				"delta": map[string]any{"toolUse": map[string]string{"input": input[half:]}}}), out),
+			eventFrame("contentBlockStop", mustJSON(map[string]int{"contentBlockIndex": 0}), out),
+			eventFrame("messageStop", mustJSON(map[string]string{"stopReason": "tool_use"}), out),
+			eventFrame("metadata", mustJSON(map[string]any{"usage": converseUsage(in, out, cu), "metrics": metrics{latencyMs}}), out),
+		)
+		s.stream(c, outcome{status: http.StatusOK, in: in, cache: cu}, frames, nil)
+		return
+	}
 	for i, word := range words {
 		if i < len(words)-1 {
 			word += " "
