@@ -191,6 +191,8 @@ func routeBedrock(method, escapedPath string) (route, bool) {
 	}
 	seg := strings.Split(escapedPath, "/")
 	switch {
+	case escapedPath == chatCompletionsPath:
+		return route{op: opChatCompletions}, method == http.MethodPost
 	case len(seg) == 6 && seg[0] == "" && seg[1] == "guardrail" && seg[3] == "version" && seg[5] == "apply":
 		id, err1 := url.PathUnescape(seg[2])
 		version, err2 := url.PathUnescape(seg[4])
@@ -261,7 +263,8 @@ func (c *call) fail(e *bedrockError) {
 // invoke-with-response-stream,count-tokens}; ApplyGuardrail at POST
 // /guardrail/{id}/version/{version}/apply; StartAsyncInvoke and
 // ListAsyncInvokes at POST and GET /async-invoke; GetAsyncInvoke at GET
-// /async-invoke/{invocationArn}.
+// /async-invoke/{invocationArn}; OpenAI Chat Completions, natively for
+// openai.* models, at POST /openai/v1/chat/completions.
 func (s *Server) BedrockHandler() http.Handler {
 	return http.HandlerFunc(s.serveBedrock)
 }
@@ -336,6 +339,8 @@ func (s *Server) serveBedrock(w http.ResponseWriter, r *http.Request) {
 		s.getAsyncInvoke(c, rt.invocationARN)
 	case opListAsyncInvokes:
 		s.listAsyncInvokes(c)
+	case opChatCompletions:
+		s.chatCompletions(c)
 	}
 }
 
