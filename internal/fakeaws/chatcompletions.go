@@ -162,4 +162,3 @@ func chatText(raw json.RawMessage) string {
 	}
 	return b.String()
 }
-
