@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,9 @@ type Config struct {
 	Policy policy.Config `yaml:"policy"`
 	// Proxy tunes the data plane.
 	Proxy ProxyConfig `yaml:"proxy"`
+	// OpenAI configures the OpenAI-compatible API: model aliases, which
+	// models Bedrock serves natively, what /v1/models lists.
+	OpenAI proxy.OpenAIConfig `yaml:"openai"`
 	// Usage configures the usage ledger and usage metrics.
 	Usage UsageConfig `yaml:"usage"`
 	// Async configures the record of who started each asynchronous
@@ -244,10 +248,11 @@ func Default() Config {
 			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout,
 			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate,
 			MaxIdleConnsPerHost: proxy.DefaultMaxIdleConnsPerHost},
-		Usage: UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups, LedgerFlushInterval: usage.DefaultFlushInterval},
-		Async: AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
-		Fleet: fleet.DefaultConfig(),
-		Log:   LogConfig{Level: "info", Format: "json"},
+		Usage:  UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups, LedgerFlushInterval: usage.DefaultFlushInterval},
+		Async:  AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
+		OpenAI: proxy.OpenAIConfig{Native: slices.Clone(proxy.DefaultNativeModels)},
+		Fleet:  fleet.DefaultConfig(),
+		Log:    LogConfig{Level: "info", Format: "json"},
 	}
 }
 
@@ -382,6 +387,7 @@ func (c *Config) Validate() error {
 	}, c.sessionCacheConfig().Validate())
 	under(block("auth"), c.Auth.Validate())
 	under(block("policy"), c.Policy.Validate())
+	under(block("openai"), c.OpenAI.Validate())
 	under(block("fleet"), c.Fleet.Validate())
 	under(block("proxy"), c.proxySettings().Validate())
 	under(block("usage"), c.ledgerConfig().Validate())
@@ -440,6 +446,7 @@ func (c *Config) proxySettings() proxy.Config {
 		BasePath:              c.Proxy.BasePath,
 		MaxBodyBytes:          c.Proxy.MaxBodyBytes,
 		DisableMetadataStamp:  !c.Proxy.StampRequestMetadata,
+		OpenAI:                c.OpenAI,
 		ResponseHeaderTimeout: c.Proxy.ResponseHeaderTimeout,
 		StreamIdleTimeout:     c.Proxy.StreamIdleTimeout,
 		BodyTimeout:           c.Proxy.BodyTimeout,

@@ -110,6 +110,8 @@ type Config struct {
 	// async operations are refused with 501, since a job started here
 	// could be shown to no one safely.
 	AsyncOwners AsyncOwners
+	// OpenAI configures the OpenAI-compatible API.
+	OpenAI OpenAIConfig
 	// Metrics receives the proxy's metrics (in-flight requests and streams,
 	// auth failures, gateway overhead). Optional; build it once per
 	// process with NewMetrics.
@@ -206,6 +208,9 @@ func (c Config) validate() error {
 	}
 	if c.Credentials == nil {
 		add("credentials: required")
+	}
+	if err := c.OpenAI.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("openai: %w", err))
 	}
 	return errors.Join(append(errs, c.settingsProblems()...)...)
 }

@@ -32,6 +32,9 @@ type Error struct {
 	// RetryAfter, if set, is sent as Retry-After (whole seconds, at least
 	// one), which Claude Code and the Anthropic SDKs honour.
 	RetryAfter time.Duration
+	// param names the request parameter at fault, for OpenAI-shaped
+	// answers ("" if none).
+	param string
 }
 
 func (e *Error) Error() string {
@@ -109,6 +112,10 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, e *Error) {
 	if r.ProtoMajor == 1 && (st == nil || !st.bodyRead) && r.Body != nil && r.Body != http.NoBody {
 		w.Header().Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadBodyGrace))
+	}
+	if st != nil && st.dialect == dialectOpenAI {
+		writeOpenAIError(w, id, e)
+		return
 	}
 	writeError(w, id, e)
 }

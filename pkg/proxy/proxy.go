@@ -177,6 +177,8 @@ type reqState struct {
 	out *outbound
 	// Set when Bedrock's response arrives.
 	tap *responseTap
+	// dialect is the API shape the request speaks (its errors' shape).
+	dialect dialect
 	// idleFired is set when Bedrock went quiet for StreamIdleTimeout.
 	idleFired atomic.Bool
 	// bodyRead is set once the whole request body has been read; a

@@ -205,6 +205,18 @@ func (p *Proxy) newRouter() http.Handler {
 		})
 		api.Get("/gateway/whoami", p.whoami)
 	})
+	// The OpenAI-compatible API, at /v1 and, as on Bedrock Runtime, at
+	// /openai/v1.
+	for _, prefix := range []string{"/v1", "/openai/v1"} {
+		api.Group(func(api chi.Router) {
+			api.Use(speakOpenAI, p.authenticate)
+			api.Get(prefix+"/models", p.listModels)
+			api.HandleFunc(prefix+"/*", func(w http.ResponseWriter, r *http.Request) {
+				p.fail(w, r, &Error{Status: http.StatusNotFound, Type: typeUnknownOp,
+					Msg: "unknown operation: this gateway serves chat completions, embeddings and models of the OpenAI API"})
+			})
+		})
+	}
 	api.NotFound(notFound)
 	api.MethodNotAllowed(methodNotAllowed)
 	if p.cfg.BasePath == "" {
