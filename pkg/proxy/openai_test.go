@@ -15,7 +15,9 @@ import (
 // allowPolicy is stubPolicy with ModelAllowed: no opus.
 type allowPolicy struct{ stubPolicy }
 
-func (*allowPolicy) ModelAllowed(_ auth.Identity, model string) bool { return !strings.Contains(model, "opus") }
+func (*allowPolicy) ModelAllowed(_ auth.Identity, model string) bool {
+	return !strings.Contains(model, "opus")
+}
 
 func (h *harness) get(t *testing.T, path string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
