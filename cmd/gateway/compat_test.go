@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,8 @@ func runClient(t *testing.T, env []string, argv ...string) []byte {
 const (
 	compatModel      = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 	compatCountModel = "anthropic.claude-3-5-haiku-20241022-v1:0"
+	// compatNativeModel is served by Bedrock's own Chat Completions API.
+	compatNativeModel = "openai.gpt-oss-20b-1:0"
 )
 
 // runAWSSDK runs compat/aws-sdk.mjs: the AWS SDK for JavaScript v3 with
@@ -164,6 +167,11 @@ func TestCompatClients(t *testing.T) {
 		check func(t *testing.T, out []byte, invs []fakeaws.Invocation)
 		// plain serves the gateway over plain HTTP (h2c) instead of TLS.
 		plain bool
+		// config is added to the gateway's configuration.
+		config string
+		// ignore marks the client's ledger records that are not Bedrock
+		// calls (see assertAttributed).
+		ignore func(usage.Record) bool
 		// probes is how many control-plane probes the client may make
 		// besides its model calls (each answered 404 by the gateway).
 		probes int
@@ -271,6 +279,69 @@ func TestCompatClients(t *testing.T) {
 			},
 		},
 		{
+			name: "openai-node",
+			bin:  "openai",
+			user: alice,
+			// An alias, so the OpenAI model name differs from the ID.
+			config: "openai: {aliases: {sonnet: " + compatModel + "}, models: [sonnet, " + compatNativeModel + "]}",
+			run: func(t *testing.T, e *env, key string) []byte {
+				return runClient(t, clientEnv(t, e, key,
+					"GW_BASE="+e.baseURL,
+					"GW_KEY="+key,
+					"GW_MODEL=sonnet",
+					"GW_NATIVE_MODEL="+compatNativeModel,
+				), "node", "openai.mjs")
+			},
+			wantOps: []string{"Converse", "ConverseStream", "Converse", "Converse", "ConverseStream", "ChatCompletions"},
+			ignore:  openAINotBilled,
+			check:   checkOpenAI,
+		},
+		{
+			name:   "langchain-openai",
+			bin:    "@langchain/openai",
+			user:   bob,
+			config: "openai: {aliases: {sonnet: " + compatModel + "}}",
+			run: func(t *testing.T, e *env, key string) []byte {
+				return runClient(t, clientEnv(t, e, key, "GW_BASE="+e.baseURL, "GW_KEY="+key, "GW_MODEL=sonnet"), "node", "langchain-openai.mjs")
+			},
+			wantOps: []string{"Converse", "ConverseStream", "Converse"},
+			check: func(t *testing.T, out []byte, invs []fakeaws.Invocation) {
+				var got struct {
+					Invoke struct {
+						Text  string
+						Usage struct {
+							Input  int64 `json:"input_tokens"`
+							Output int64 `json:"output_tokens"`
+						}
+					}
+					Stream struct {
+						Text  string
+						Usage *struct {
+							Output int64 `json:"output_tokens"`
+						}
+					}
+					Tool struct {
+						Calls []struct {
+							Name string
+							Args map[string]string
+						}
+					}
+				}
+				if err := json.Unmarshal(out, &got); err != nil {
+					t.Fatalf("client output %q: %v", out, err)
+				}
+				if !strings.HasPrefix(got.Invoke.Text, fakeaws.ReplyText) || got.Invoke.Usage.Output == 0 {
+					t.Errorf("invoke = %+v", got.Invoke)
+				}
+				if !strings.HasPrefix(got.Stream.Text, fakeaws.ReplyText) || got.Stream.Usage == nil || got.Stream.Usage.Output == 0 {
+					t.Errorf("stream = %+v", got.Stream)
+				}
+				if len(got.Tool.Calls) != 1 || got.Tool.Calls[0].Name != "get_weather" || got.Tool.Calls[0].Args["city"] != "fake" {
+					t.Errorf("tool calls = %+v", got.Tool.Calls)
+				}
+			},
+		},
+		{
 			name: "langchain-aws",
 			bin:  "@langchain/aws",
 			user: bob,
@@ -313,7 +384,7 @@ func TestCompatClients(t *testing.T) {
 			if tt.user == alice {
 				other = bob
 			}
-			e := startEnvWith(t, extraConfig{plain: tt.plain}, tt.user, other)
+			e := startEnvWith(t, extraConfig{plain: tt.plain, top: tt.config}, tt.user, other)
 			out := tt.run(t, e, e.keys[tt.user.user])
 			e.stop() // flushes the ledger
 
@@ -330,7 +401,11 @@ func TestCompatClients(t *testing.T) {
 					t.Errorf("Bedrock operations (-want +got):\n%s", diff)
 				}
 			}
-			assertAttributed(t, e, tt.user, invs, tt.probes)
+			var ignore []func(usage.Record) bool
+			if tt.ignore != nil {
+				ignore = append(ignore, tt.ignore)
+			}
+			assertAttributed(t, e, tt.user, invs, tt.probes, ignore...)
 			if tt.check != nil {
 				tt.check(t, out, invs)
 			}
@@ -353,7 +428,9 @@ func TestCompatClients(t *testing.T) {
 // for u's session equal the fake's bill for it.
 // Up to probes ledger records may be control-plane probes (404
 // InferenceProfiles, no user, no tokens).
-func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation, probes int) {
+// Records ignore reports true for (calls that never reach Bedrock, such
+// as the OpenAI models list or a refused key) are not counted.
+func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation, probes int, ignore ...func(usage.Record) bool) {
 	t.Helper()
 	calls := e.fake.AssumeRoleCalls()
 	if len(calls) != 1 {
@@ -398,6 +475,9 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 			unauthenticated++
 			continue
 		}
+		if slices.ContainsFunc(ignore, func(f func(usage.Record) bool) bool { return f(r) }) {
+			continue
+		}
 		if r.SessionName != session || r.User != u.user {
 			t.Errorf("ledger record %s (%s, status %d): user %q session %q, want %q %q", r.RequestID, r.Operation, r.Status, r.User, r.SessionName, u.user, session)
 		}
@@ -412,5 +492,76 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 	}
 	if ledger != bill {
 		t.Errorf("ledger tokens for %s = %+v, want the bill's %+v", session, ledger, bill)
+	}
+}
+
+// openAINotBilled are the OpenAI clients' calls that never reach Bedrock:
+// the models list and the call with a bad key.
+func openAINotBilled(r usage.Record) bool {
+	return r.Tokens == (usage.Tokens{}) && (r.Operation == "ListModels" && r.Status == http.StatusOK ||
+		r.User == "" && r.Status == http.StatusUnauthorized)
+}
+
+// checkOpenAI checks the OpenAI SDK's view of its calls.
+func checkOpenAI(t *testing.T, out []byte, invs []fakeaws.Invocation) {
+	t.Helper()
+	type usageJSON struct {
+		Prompt     int64 `json:"prompt_tokens"`
+		Completion int64 `json:"completion_tokens"`
+	}
+	var got struct {
+		Chat struct {
+			Text   string
+			Usage  usageJSON
+			Finish string
+		}
+		Stream struct {
+			Text  string
+			Usage *usageJSON
+		}
+		Tools struct {
+			Finish, Name, Answer, AnswerFinish string
+			Arguments                          map[string]string
+		}
+		ToolsStream struct {
+			Name, Finish string
+			Arguments    map[string]string
+		}
+		Native struct {
+			Text  string
+			Usage usageJSON
+		}
+		Models []string
+		BadKey string
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if !strings.HasPrefix(got.Chat.Text, fakeaws.ReplyText) || got.Chat.Finish != "stop" || got.Chat.Usage.Completion == 0 {
+		t.Errorf("chat = %+v", got.Chat)
+	}
+	if !strings.HasPrefix(got.Stream.Text, fakeaws.ReplyText) || got.Stream.Usage == nil || got.Stream.Usage.Completion == 0 {
+		t.Errorf("stream = %+v", got.Stream)
+	}
+	if got.Tools.Finish != "tool_calls" || got.Tools.Name != "get_weather" || got.Tools.Arguments["city"] != "fake" ||
+		got.Tools.AnswerFinish != "stop" || got.Tools.Answer == "" {
+		t.Errorf("tool round trip = %+v", got.Tools)
+	}
+	if got.ToolsStream.Finish != "tool_calls" || got.ToolsStream.Name != "get_weather" || got.ToolsStream.Arguments["city"] != "fake" {
+		t.Errorf("streamed tool call = %+v", got.ToolsStream)
+	}
+	if got.Native.Text == "" || got.Native.Usage.Completion == 0 {
+		t.Errorf("native = %+v", got.Native)
+	}
+	if !slices.Equal(got.Models, []string{compatNativeModel, "sonnet"}) {
+		t.Errorf("models = %v, want %v", got.Models, []string{compatNativeModel, "sonnet"})
+	}
+	if got.BadKey != "AuthenticationError" {
+		t.Errorf("bad key raised %q, want the SDK's AuthenticationError", got.BadKey)
+	}
+	for _, inv := range invs {
+		if inv.Operation == "ChatCompletions" && inv.ModelID != compatNativeModel || inv.Operation != "ChatCompletions" && inv.ModelID != compatModel {
+			t.Errorf("%s reached Bedrock for model %q", inv.Operation, inv.ModelID)
+		}
 	}
 }

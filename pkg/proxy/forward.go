@@ -57,6 +57,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 		return
 	}
 	defer resp.Body.Close()
+	if out.respond != nil {
+		if err := out.respond(w, resp); err != nil {
+			p.relayFailed(ctx, w, r, err)
+		}
+		return
+	}
 
 	removeHopByHop(resp.Header)
 	h := w.Header()
@@ -78,24 +84,28 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 	// client as Bedrock sends it; one of known length (Bedrock's JSON
 	// answers) goes through the server's buffer and is flushed once.
 	if err := p.relay(w, resp.Body, resp.ContentLength == -1); err != nil {
-		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-			p.log.DebugContext(ctx, "relay stopped", "error", err)
-		} else {
-			p.log.WarnContext(ctx, "relaying Bedrock's answer failed", "error", err)
-		}
-		// The status line is out: the only way left to tell the client
-		// the answer is incomplete is to break the connection (HTTP/1)
-		// or reset the stream (HTTP/2). net/http does that for
-		// ErrAbortHandler without logging it; finish, deferred, still
-		// records the request. A test ResponseWriter has no connection
-		// to break.
-		if r.Context().Value(http.ServerContextKey) != nil {
-			panic(http.ErrAbortHandler)
-		}
+		p.relayFailed(ctx, w, r, err)
 		return
 	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
+	}
+}
+
+// relayFailed ends an answer whose status line is already out after
+// reading Bedrock's body or writing the client's failed: the only way
+// left to tell the client the answer is incomplete is to break the
+// connection (HTTP/1) or reset the stream (HTTP/2). net/http does that
+// for ErrAbortHandler without logging it; finish, deferred, still records
+// the request. A test ResponseWriter has no connection to break.
+func (p *Proxy) relayFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		p.log.DebugContext(ctx, "relay stopped", "error", err)
+	} else {
+		p.log.WarnContext(ctx, "relaying Bedrock's answer failed", "error", err)
+	}
+	if r.Context().Value(http.ServerContextKey) != nil {
+		panic(http.ErrAbortHandler)
 	}
 }
 

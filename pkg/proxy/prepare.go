@@ -28,6 +28,13 @@ type outbound struct {
 	header      http.Header
 	body        []byte
 	payloadHash string // hex SHA-256 of body
+	// meterOp is the Bedrock operation whose answer the tap meters, when
+	// it is not the request's own (an OpenAI call sent as Converse).
+	meterOp string
+	// respond, if set, answers the client from Bedrock's response
+	// instead of relaying it as it is (an OpenAI call translated to
+	// Converse); the tap is on resp.Body either way.
+	respond func(w http.ResponseWriter, resp *http.Response) error
 	// readBuf and bodyBuf are the pooled buffers behind the request
 	// body as read and as sent (the same one when it was not
 	// rewritten); see bodypool.go for when each goes back.

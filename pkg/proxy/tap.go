@@ -41,7 +41,16 @@ type responseTap struct {
 
 	// body is the response body the tap replaces, allocated with it.
 	body tappedBody
+	// sse is set for a server-sent-events answer; buf then holds its
+	// tail.
+	sse bool
 }
+
+const sseType = "text/event-stream"
+
+// sseTail is how much of a server-sent-events stream the tap keeps: the
+// usage chunk and [DONE] are well within it.
+const sseTail = 16 << 10
 
 // tapResponse installs the tap on Bedrock's response (from modifyResponse).
 func (p *Proxy) tapResponse(resp *http.Response) error {
@@ -49,11 +58,18 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 	if st == nil || st.out == nil {
 		return nil
 	}
+	// The answer is metered as the Bedrock operation that produced it:
+	// an OpenAI chat completion translated to Converse is a Converse
+	// answer.
+	op := st.op
+	if st.out.meterOp != "" {
+		op = st.out.meterOp
+	}
 	t := &responseTap{
 		status:    resp.StatusCode,
 		requestID: firstNonEmpty(resp.Header.Get("X-Amzn-Requestid"), resp.Header.Get("X-Amz-Request-Id")),
 		errorType: sanitizeErrorType(resp.Header.Get("X-Amzn-Errortype")),
-		op:        st.op,
+		op:        op,
 		// Read by finish, after forward is done with it; nothing
 		// changes a response's header but forward removing hop-by-hop
 		// headers, which no meter reads.
@@ -65,7 +81,18 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 		// relayed event by event even if it declared a Content-Length. The header, if any, is still
 		// passed on, and the body is the same.
 		resp.ContentLength = -1
-		t.meter = usage.NewStreamMeter(st.op)
+		t.meter = usage.NewStreamMeter(op)
+		if m := p.cfg.Metrics; m != nil {
+			m.streams.Inc()
+			t.streamDone = m.streams.Dec
+		}
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), sseType) {
+		// Bedrock's native Chat Completions stream: relayed read by
+		// read like an event stream; its usage is in one of the last
+		// chunks, so only the tail is kept.
+		resp.ContentLength = -1
+		t.sse = true
 		if m := p.cfg.Metrics; m != nil {
 			m.streams.Inc()
 			t.streamDone = m.streams.Dec
@@ -133,6 +160,14 @@ func (t *responseTap) observe(p []byte) {
 		t.meter.Write(p)
 		return
 	}
+	if t.sse {
+		if t.buf.Len()+len(p) > 4*sseTail {
+			tail := t.buf.Bytes()[max(0, t.buf.Len()-sseTail):]
+			t.buf = *bytes.NewBuffer(append(make([]byte, 0, 4*sseTail), tail...))
+		}
+		t.buf.Write(p)
+		return
+	}
 	if t.capped {
 		return
 	}
@@ -178,6 +213,9 @@ func (t *responseTap) tokens() (usage.Tokens, string) {
 	if t.status != http.StatusOK || t.capped {
 		return usage.Tokens{}, ""
 	}
+	if t.sse {
+		return sseUsage(t.buf.Bytes()), ""
+	}
 	switch t.op {
 	case opConverse:
 		tok, _ := usage.FromConverse(t.buf.Bytes())
@@ -187,4 +225,23 @@ func (t *responseTap) tokens() (usage.Tokens, string) {
 		return tok, ""
 	}
 	return usage.Tokens{}, ""
+}
+
+// sseUsage finds the usage of an OpenAI-style stream in its tail: the
+// last "data:" chunk whose usage is an object (stream_options.include_usage
+// puts it in a chunk of its own before data: [DONE]).
+func sseUsage(tail []byte) usage.Tokens {
+	for len(tail) > 0 {
+		i := bytes.LastIndexByte(tail[:len(tail)-1], '\n') + 1
+		line := bytes.TrimSpace(tail[i:])
+		tail = tail[:i]
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok || !bytes.Contains(data, []byte(`"usage"`)) {
+			continue
+		}
+		if tok, ok := usage.FromInvoke(nil, bytes.TrimSpace(data)); ok {
+			return tok
+		}
+	}
+	return usage.Tokens{}
 }
