@@ -7,9 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Operations are the Bedrock Runtime operations that get their own value of
-// the operation label (names as in the bedrock-runtime service model). Any
-// other operation, and the empty one, is reported as "other".
+// Operations are the operations that get their own value of the operation
+// label: the Bedrock Runtime operations (names as in the bedrock-runtime
+// service model) and the OpenAI-compatible API's (ChatCompletions,
+// ListModels). Any other operation, and the empty one, is reported as
+// "other".
 var Operations = []string{
 	"Converse",
 	"ConverseStream",
@@ -21,6 +23,8 @@ var Operations = []string{
 	"GetAsyncInvoke",
 	"ListAsyncInvokes",
 	"InvokeModelWithBidirectionalStream",
+	"ChatCompletions",
+	"ListModels",
 }
 
 // Label values that stand in for values outside a configured set. They, and
