@@ -969,6 +969,10 @@ func anthropicUsage(in, out int64, cu cacheUsage) map[string]any {
 }
 
 func (s *Server) invoke(c *call) {
+	if m := embeddingModelFor(c.inv.ModelID); m != nil {
+		s.invokeEmbedding(c, m) // embeddings.go
+		return
+	}
 	p, e := parseInvokeCall(c)
 	if e != nil {
 		c.fail(e)
@@ -1007,6 +1011,11 @@ func (s *Server) invoke(c *call) {
 }
 
 func (s *Server) invokeStream(c *call) {
+	if embeddingModelFor(c.inv.ModelID) != nil {
+		// Bedrock streams no embedding model.
+		c.fail(validationError("The model is unsupported for streaming."))
+		return
+	}
 	p, e := parseInvokeCall(c)
 	if e != nil {
 		c.fail(e)
