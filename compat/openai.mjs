@@ -1,8 +1,8 @@
 // The official OpenAI Node SDK against the gateway's OpenAI-compatible
 // API: baseURL <gateway>/v1 and the gateway key as apiKey. Chat (through
 // Converse), streaming with usage, a tool-call round trip plain and
-// streamed, a model Bedrock serves natively, the models list, and a bad
-// key raising the SDK's AuthenticationError.
+// streamed, a model Bedrock serves natively, embeddings, the models list,
+// and a bad key raising the SDK's AuthenticationError.
 import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: process.env.GW_BASE + "/v1", apiKey: process.env.GW_KEY, maxRetries: 0 });
@@ -60,6 +60,10 @@ const native = await client.chat.completions.create({
   model: process.env.GW_NATIVE_MODEL, messages: [{ role: "user", content: "hello there" }],
 });
 out.native = { text: native.choices[0].message.content, usage: native.usage };
+
+// The SDK asks for base64 by default and decodes it.
+const emb = await client.embeddings.create({ model: process.env.GW_EMBED_MODEL, input: ["hello there", "gateway"] });
+out.embeddings = { count: emb.data.length, dims: emb.data.map((d) => d.embedding.length), usage: emb.usage };
 
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);

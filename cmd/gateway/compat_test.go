@@ -108,6 +108,8 @@ const (
 	compatCountModel = "anthropic.claude-3-5-haiku-20241022-v1:0"
 	// compatNativeModel is served by Bedrock's own Chat Completions API.
 	compatNativeModel = "openai.gpt-oss-20b-1:0"
+	// compatEmbedModel is an embedding model, reached through InvokeModel.
+	compatEmbedModel = "amazon.titan-embed-text-v2:0"
 )
 
 // runAWSSDK runs compat/aws-sdk.mjs: the AWS SDK for JavaScript v3 with
@@ -290,9 +292,11 @@ func TestCompatClients(t *testing.T) {
 					"GW_KEY="+key,
 					"GW_MODEL=sonnet",
 					"GW_NATIVE_MODEL="+compatNativeModel,
+					"GW_EMBED_MODEL="+compatEmbedModel,
 				), "node", "openai.mjs")
 			},
-			wantOps: []string{"Converse", "ConverseStream", "Converse", "Converse", "ConverseStream", "ChatCompletions"},
+			// Titan embeds one text per call: two texts, two calls.
+			wantOps: []string{"Converse", "ConverseStream", "Converse", "Converse", "ConverseStream", "ChatCompletions", "InvokeModel", "InvokeModel"},
 			ignore:  openAINotBilled,
 			check:   checkOpenAI,
 		},
@@ -469,7 +473,7 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 		t.Errorf("bill for %s = %+v, want input and output tokens", session, bill)
 	}
 	var ledger usage.Tokens
-	unauthenticated, records := 0, 0
+	unauthenticated, records, embeddingRecords := 0, 0, 0
 	for _, r := range readLedger(t, e.ledger) {
 		if r.User == "" && r.Operation == "InferenceProfiles" && r.Status == http.StatusNotFound && r.Tokens == (usage.Tokens{}) && unauthenticated < probes {
 			unauthenticated++
@@ -482,13 +486,27 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 			t.Errorf("ledger record %s (%s, status %d): user %q session %q, want %q %q", r.RequestID, r.Operation, r.Status, r.User, r.SessionName, u.user, session)
 		}
 		records++
+		if r.Operation == "Embeddings" {
+			embeddingRecords++
+		}
 		if r.Operation == "CountTokens" {
 			continue // never billed
 		}
 		ledger = ledger.Add(r.Tokens)
 	}
-	if records != len(invs) {
-		t.Errorf("ledger has %d records for %s, want one per Bedrock call (%d)", records, session, len(invs))
+	// One record per Bedrock call, but one per OpenAI embeddings request,
+	// which makes an InvokeModel call per Titan text.
+	want := len(invs)
+	if embeddingRecords > 0 {
+		want += embeddingRecords
+		for _, inv := range invs {
+			if inv.Operation == "InvokeModel" && inv.ModelID == compatEmbedModel {
+				want--
+			}
+		}
+	}
+	if records != want {
+		t.Errorf("ledger has %d records for %s, want one per Bedrock call (%d calls, %d embeddings requests)", records, session, len(invs), embeddingRecords)
 	}
 	if ledger != bill {
 		t.Errorf("ledger tokens for %s = %+v, want the bill's %+v", session, ledger, bill)
@@ -531,6 +549,11 @@ func checkOpenAI(t *testing.T, out []byte, invs []fakeaws.Invocation) {
 			Text  string
 			Usage usageJSON
 		}
+		Embeddings struct {
+			Count int
+			Dims  []int
+			Usage usageJSON
+		}
 		Models []string
 		BadKey string
 	}
@@ -556,12 +579,22 @@ func checkOpenAI(t *testing.T, out []byte, invs []fakeaws.Invocation) {
 	if !slices.Equal(got.Models, []string{compatNativeModel, "sonnet"}) {
 		t.Errorf("models = %v, want %v", got.Models, []string{compatNativeModel, "sonnet"})
 	}
+	if got.Embeddings.Count != 2 || len(got.Embeddings.Dims) != 2 || got.Embeddings.Dims[0] == 0 || got.Embeddings.Usage.Prompt == 0 {
+		t.Errorf("embeddings = %+v", got.Embeddings)
+	}
 	if got.BadKey != "AuthenticationError" {
 		t.Errorf("bad key raised %q, want the SDK's AuthenticationError", got.BadKey)
 	}
 	for _, inv := range invs {
-		if inv.Operation == "ChatCompletions" && inv.ModelID != compatNativeModel || inv.Operation != "ChatCompletions" && inv.ModelID != compatModel {
-			t.Errorf("%s reached Bedrock for model %q", inv.Operation, inv.ModelID)
+		want := compatModel
+		switch inv.Operation {
+		case "ChatCompletions":
+			want = compatNativeModel
+		case "InvokeModel":
+			want = compatEmbedModel
+		}
+		if inv.ModelID != want {
+			t.Errorf("%s reached Bedrock for model %q, want %q", inv.Operation, inv.ModelID, want)
 		}
 	}
 }

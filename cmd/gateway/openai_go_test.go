@@ -17,8 +17,8 @@ import (
 // TestCompatOpenAIGo runs the official Go SDK (github.com/openai/openai-go)
 // against the gateway's OpenAI-compatible API: chat through Converse,
 // streaming with usage, a tool-call round trip plain and streamed, a model
-// Bedrock serves natively, the models list, and a bad key raising the
-// SDK's 401 error. Every call is billed to the caller's own session with
+// Bedrock serves natively, embeddings, the models list, and a bad key
+// raising the SDK's 401 error. Every call is billed to the caller's own session with
 // its tags, and the ledger's tokens equal the fake's bill.
 func TestCompatOpenAIGo(t *testing.T) {
 	e := startEnvWith(t, extraConfig{top: "openai: {aliases: {sonnet: " + compatModel + "}, models: [sonnet, " + compatNativeModel + "]}"}, alice, bob)
@@ -97,6 +97,15 @@ func TestCompatOpenAIGo(t *testing.T) {
 		t.Errorf("native = %+v", native)
 	}
 
+	emb, err := client.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: compatEmbedModel,
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"hello there", "gateway"}}, Dimensions: openai.Int(256)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(emb.Data) != 2 || len(emb.Data[1].Embedding) != 256 || emb.Usage.PromptTokens == 0 {
+		t.Errorf("embeddings: %d vectors, %d dims, usage %+v", len(emb.Data), len(emb.Data[1].Embedding), emb.Usage)
+	}
+
 	var models []string
 	for page := client.Models.ListAutoPaging(ctx); page.Next(); {
 		models = append(models, page.Current().ID)
@@ -119,7 +128,7 @@ func TestCompatOpenAIGo(t *testing.T) {
 	for _, inv := range invs {
 		ops = append(ops, inv.Operation)
 	}
-	if want := "Converse,ConverseStream,Converse,Converse,ConverseStream,ChatCompletions"; strings.Join(ops, ",") != want {
+	if want := "Converse,ConverseStream,Converse,Converse,ConverseStream,ChatCompletions,InvokeModel,InvokeModel"; strings.Join(ops, ",") != want {
 		t.Errorf("Bedrock operations %v, want %s", ops, want)
 	}
 	assertAttributed(t, e, alice, invs, 0, openAINotBilled)

@@ -103,6 +103,13 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 			u.ErrorType = usage.ErrorUpstreamStreamCut
 		}
 	}
+	if d := st.direct; d != nil {
+		u.Tokens = u.Tokens.Add(d.tokens)
+		u.UpstreamRequestID = firstNonEmpty(d.requestID, u.UpstreamRequestID)
+		if d.errorType != "" {
+			u.ErrorType = d.errorType
+		}
+	}
 	if st.idleFired.Load() {
 		u.ErrorType = "StreamIdleTimeout"
 	}

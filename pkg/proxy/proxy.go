@@ -179,6 +179,9 @@ type reqState struct {
 	tap *responseTap
 	// dialect is the API shape the request speaks (its errors' shape).
 	dialect dialect
+	// direct is set when the handler called Bedrock itself instead of
+	// forwarding (embeddings).
+	direct *directUsage
 	// idleFired is set when Bedrock went quiet for StreamIdleTimeout.
 	idleFired atomic.Bool
 	// bodyRead is set once the whole request body has been read; a

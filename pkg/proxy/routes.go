@@ -212,6 +212,7 @@ func (p *Proxy) newRouter() http.Handler {
 			api.Use(speakOpenAI, p.authenticate)
 			api.Get(prefix+"/models", p.listModels)
 			api.Post(prefix+"/chat/completions", p.chatCompletions)
+			api.Post(prefix+"/embeddings", p.embeddings)
 			api.HandleFunc(prefix+"/*", func(w http.ResponseWriter, r *http.Request) {
 				p.fail(w, r, &Error{Status: http.StatusNotFound, Type: typeUnknownOp,
 					Msg: "unknown operation: this gateway serves chat completions, embeddings and models of the OpenAI API"})

@@ -10,7 +10,7 @@ import (
 // Operations are the operations that get their own value of the operation
 // label: the Bedrock Runtime operations (names as in the bedrock-runtime
 // service model) and the OpenAI-compatible API's (ChatCompletions,
-// ListModels). Any other operation, and the empty one, is reported as
+// ListModels, Embeddings). Any other operation, and the empty one, is reported as
 // "other".
 var Operations = []string{
 	"Converse",
@@ -25,6 +25,7 @@ var Operations = []string{
 	"InvokeModelWithBidirectionalStream",
 	"ChatCompletions",
 	"ListModels",
+	"Embeddings",
 }
 
 // Label values that stand in for values outside a configured set. They, and
