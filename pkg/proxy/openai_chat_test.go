@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
@@ -181,4 +183,62 @@ func TestOpenAIChat(t *testing.T) {
 		}
 		openAIError(t, b)
 	})
+}
+
+// TestOpenAIStreamIsLive: a translated stream's chunks reach the client
+// as Bedrock sends its events: the fake holds its third event until the
+// client has read the first text chunk, which it could not if the gateway
+// held the answer back.
+func TestOpenAIStreamIsLive(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, fakeaws.Options{BeforeEvent: func(ctx context.Context, op string, i int) {
+		if op == "ConverseStream" && i == 2 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+	}}, nil)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	// The request runs aside: a gateway that buffered would not even
+	// send the status line while Bedrock holds its event.
+	gotText := make(chan bool, 1)
+	bodyDone := make(chan struct{})
+	go func() {
+		defer close(bodyDone)
+		req, _ := http.NewRequest(http.MethodPost, h.gateway.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"amazon.nova-lite-v1:0","messages":[{"role":"user","content":"hi"}],"stream":true}`))
+		req.Header = authed()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			gotText <- false
+			return
+		}
+		defer resp.Body.Close()
+		defer io.Copy(io.Discard, resp.Body)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"content":"`) && !strings.Contains(sc.Text(), `"content":""`) {
+				gotText <- true
+				return
+			}
+		}
+		gotText <- false
+	}()
+	select {
+	case ok := <-gotText:
+		if !ok {
+			t.Fatal("the stream ended without a text chunk")
+		}
+	case <-time.After(10 * time.Second): // a deadlock guard, not a timing assertion
+		t.Fatal("no text chunk reached the client while Bedrock held its next event: the gateway buffers the stream")
+	}
+	close(release)
+	<-bodyDone
 }

@@ -144,3 +144,31 @@ func TestOpenAIResolveModel(t *testing.T) {
 		t.Errorf("problems() = %v, want 4 (empty alias target, its model ID, two bad native patterns)", errs)
 	}
 }
+
+// TestOpenAIPolicyRefusals: a model the allow-list refuses is 403 and a
+// throttled caller 429 with Retry-After, in OpenAI's shape, before STS.
+func TestOpenAIPolicyRefusals(t *testing.T) {
+	pol := &stubPolicy{max: 1}
+	h := newHarness(t, fakeaws.Options{}, func(c *Config) { c.Policy = pol })
+	chat := func(model string) (*http.Response, []byte) {
+		resp := h.post(t, "/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, authed())
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, b := chat("anthropic.claude-opus-4-v1:0")
+	if _, typ, _ := openAIError(t, b); resp.StatusCode != 403 || typ != "permission_error" {
+		t.Errorf("disallowed model: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := chat("amazon.nova-lite-v1:0"); resp.StatusCode != 200 {
+		t.Fatalf("first call: %d %s", resp.StatusCode, b)
+	}
+	calls := h.creds.calls.Load()
+	resp, b = chat("amazon.nova-lite-v1:0")
+	if _, typ, code := openAIError(t, b); resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" || typ != "rate_limit_error" || code == nil || *code != "rate_limit_exceeded" {
+		t.Errorf("throttled: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	if h.creds.calls.Load() != calls {
+		t.Error("a throttled call reached STS")
+	}
+}
