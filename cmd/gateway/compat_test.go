@@ -514,9 +514,9 @@ func assertAttributed(t *testing.T, e *env, u devUser, invs []fakeaws.Invocation
 }
 
 // openAINotBilled are the OpenAI clients' calls that never reach Bedrock:
-// the models list and the call with a bad key.
+// the models list, /gateway/whoami and the call with a bad key.
 func openAINotBilled(r usage.Record) bool {
-	return r.Tokens == (usage.Tokens{}) && (r.Operation == "ListModels" && r.Status == http.StatusOK ||
+	return r.Tokens == (usage.Tokens{}) && ((r.Operation == "ListModels" || r.Operation == "WhoAmI") && r.Status == http.StatusOK ||
 		r.User == "" && r.Status == http.StatusUnauthorized)
 }
 

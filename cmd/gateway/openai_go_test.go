@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -122,8 +123,31 @@ func TestCompatOpenAIGo(t *testing.T) {
 		t.Errorf("bad key: err = %v, want the SDK's 401 invalid_api_key error", err)
 	}
 
+	// whoami names the principal the bill shows for these calls.
+	req, _ := http.NewRequest(http.MethodGet, e.baseURL+"/gateway/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who struct {
+		Session struct {
+			PrincipalARN string `json:"principal_arn"`
+		}
+	}
+	err = json.NewDecoder(resp.Body).Decode(&who)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	e.stop()
 	invs := e.fake.Invocations()
+	for _, inv := range invs {
+		if inv.PrincipalARN != who.Session.PrincipalARN {
+			t.Errorf("%s billed to %s; /gateway/whoami says %s", inv.Operation, inv.PrincipalARN, who.Session.PrincipalARN)
+		}
+	}
 	var ops []string
 	for _, inv := range invs {
 		ops = append(ops, inv.Operation)
