@@ -2,7 +2,6 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -222,7 +221,10 @@ func (l *Ledger) Record(r Record) {
 	if r.TimeToFirstByte > 0 {
 		r.TTFBMS = millis(r.TimeToFirstByte)
 	}
-	line, err := json.Marshal(r)
+	scratch := lineBuffers.Get().(*[]byte)
+	defer lineBuffers.Put(scratch)
+	line, err := appendRecord((*scratch)[:0], &r)
+	*scratch = line[:0]
 	if err != nil { // a Time outside years 0-9999, or a NaN LatencyMS
 		l.writeErrors.Add(1)
 		return
@@ -246,6 +248,10 @@ func (l *Ledger) Record(r Record) {
 		l.flushLocked()
 	}
 }
+
+// lineBuffers are the scratch buffers records are encoded into, outside
+// the ledger's lock.
+var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // flushLocked writes the buffer with one write(2). Records it could not
 // write are counted in WriteErrors: a record is lost when its line did
