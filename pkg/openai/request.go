@@ -1267,37 +1267,12 @@ func rqParseTools(raw any) ([]Tool, *RequestError) {
 		if e != nil {
 			return nil, e
 		}
-		fp := p + ".function"
-		fn, e := rqObject(fnRaw, fp)
-		if e != nil {
-			return nil, e
-		}
-		if e := rqCheckKeys(fn, fp, "name", "description", "parameters", "strict"); e != nil {
-			return nil, e
-		}
 		t := Tool{Type: typ}
-		nameRaw, e := rqRequiredField(fn, fp, "name")
+		def, e := rqParseNamedSchema(fnRaw, p+".function", "parameters")
 		if e != nil {
 			return nil, e
 		}
-		if t.Function.Name, e = rqString(nameRaw, fp+".name"); e != nil {
-			return nil, e
-		}
-		if t.Function.Description, e = rqOptionalString(fn, fp, "description"); e != nil {
-			return nil, e
-		}
-		if params, ok := fn["parameters"]; ok && !rqIsNull(params) {
-			if t.Function.Parameters, e = rqObjectJSON(params, fp+".parameters"); e != nil {
-				return nil, e
-			}
-		}
-		if s, ok := fn["strict"]; ok && !rqIsNull(s) {
-			b, e := rqBool(s, fp+".strict")
-			if e != nil {
-				return nil, e
-			}
-			t.Function.Strict = &b
-		}
+		t.Function.Name, t.Function.Description, t.Function.Parameters, t.Function.Strict = def.name, def.description, def.schema, def.strict
 		tools = append(tools, t)
 	}
 	return tools, nil
@@ -1397,38 +1372,58 @@ func rqParseResponseFormat(raw any) (*ResponseFormat, *RequestError) {
 	if e != nil {
 		return nil, e
 	}
-	const jp = "response_format.json_schema"
-	js, e := rqObject(jsRaw, jp)
+	def, e := rqParseNamedSchema(jsRaw, "response_format.json_schema", "schema")
 	if e != nil {
 		return nil, e
 	}
-	if e := rqCheckKeys(js, jp, "name", "description", "schema", "strict"); e != nil {
-		return nil, e
-	}
-	rf := &ResponseFormat{Type: typ, JSONSchema: &ResponseFormatJSONSchema{}}
-	nameRaw, e := rqRequiredField(js, jp, "name")
+	return &ResponseFormat{Type: typ, JSONSchema: &ResponseFormatJSONSchema{
+		Name: def.name, Description: def.description, Schema: def.schema, Strict: def.strict}}, nil
+}
+
+// rqNamedSchema is what a function tool and a json_schema response
+// format share: a name, a description, a JSON Schema under schemaKey and
+// strict.
+type rqNamedSchema struct {
+	name, description string
+	schema            json.RawMessage
+	strict            *bool
+}
+
+// rqParseNamedSchema reads a function definition (schemaKey
+// "parameters") or a json_schema response format (schemaKey "schema") at
+// param: only those four keys, name required.
+func rqParseNamedSchema(raw any, param, schemaKey string) (rqNamedSchema, *RequestError) {
+	var d rqNamedSchema
+	obj, e := rqObject(raw, param)
 	if e != nil {
-		return nil, e
+		return d, e
 	}
-	if rf.JSONSchema.Name, e = rqString(nameRaw, jp+".name"); e != nil {
-		return nil, e
+	if e := rqCheckKeys(obj, param, "name", "description", schemaKey, "strict"); e != nil {
+		return d, e
 	}
-	if rf.JSONSchema.Description, e = rqOptionalString(js, jp, "description"); e != nil {
-		return nil, e
+	nameRaw, e := rqRequiredField(obj, param, "name")
+	if e != nil {
+		return d, e
 	}
-	if s, ok := js["schema"]; ok && !rqIsNull(s) {
-		if rf.JSONSchema.Schema, e = rqObjectJSON(s, jp+".schema"); e != nil {
-			return nil, e
+	if d.name, e = rqString(nameRaw, param+".name"); e != nil {
+		return d, e
+	}
+	if d.description, e = rqOptionalString(obj, param, "description"); e != nil {
+		return d, e
+	}
+	if v, ok := obj[schemaKey]; ok && !rqIsNull(v) {
+		if d.schema, e = rqObjectJSON(v, param+"."+schemaKey); e != nil {
+			return d, e
 		}
 	}
-	if s, ok := js["strict"]; ok && !rqIsNull(s) {
-		b, e := rqBool(s, jp+".strict")
+	if v, ok := obj["strict"]; ok && !rqIsNull(v) {
+		b, e := rqBool(v, param+".strict")
 		if e != nil {
-			return nil, e
+			return d, e
 		}
-		rf.JSONSchema.Strict = &b
+		d.strict = &b
 	}
-	return rf, nil
+	return d, nil
 }
 
 // ---------------------------------------------------------------------------
