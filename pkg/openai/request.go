@@ -1165,6 +1165,31 @@ func rqParsePart(raw any, p, role string) (ContentPart, *RequestError) {
 	return part, nil
 }
 
+// rqFunctionTyped reads an element of tools or tool_calls at p: an
+// object whose type is "function"; "custom" is refused with customMsg.
+func rqFunctionTyped(v any, p, customMsg string) (map[string]any, string, *RequestError) {
+	obj, e := rqObject(v, p)
+	if e != nil {
+		return nil, "", e
+	}
+	typRaw, e := rqRequiredField(obj, p, "type")
+	if e != nil {
+		return nil, "", e
+	}
+	typ, e := rqString(typRaw, p+".type")
+	if e != nil {
+		return nil, "", e
+	}
+	switch typ {
+	case "function":
+		return obj, typ, nil
+	case "custom":
+		return nil, "", rqErr(p+".type", "unsupported_value", "%s", customMsg)
+	default:
+		return nil, "", rqErr(p+".type", "invalid_value", "Invalid value for '%s.type': expected \"function\", got %s.", p, rqQuote(typ))
+	}
+}
+
 func rqParseToolCalls(raw any, param string) ([]ToolCall, *RequestError) {
 	arr, e := rqArray(raw, param)
 	if e != nil {
@@ -1173,24 +1198,9 @@ func rqParseToolCalls(raw any, param string) ([]ToolCall, *RequestError) {
 	calls := make([]ToolCall, 0, len(arr))
 	for k, v := range arr {
 		p := param + "[" + strconv.Itoa(k) + "]"
-		obj, e := rqObject(v, p)
+		obj, typ, e := rqFunctionTyped(v, p, "Unsupported value: custom tool calls are not supported: Bedrock Converse tools take JSON input only.")
 		if e != nil {
 			return nil, e
-		}
-		typRaw, e := rqRequiredField(obj, p, "type")
-		if e != nil {
-			return nil, e
-		}
-		typ, e := rqString(typRaw, p+".type")
-		if e != nil {
-			return nil, e
-		}
-		switch typ {
-		case "function":
-		case "custom":
-			return nil, rqErr(p+".type", "unsupported_value", "Unsupported value: custom tool calls are not supported: Bedrock Converse tools take JSON input only.")
-		default:
-			return nil, rqErr(p+".type", "invalid_value", "Invalid value for '%s.type': expected \"function\", got %s.", p, rqQuote(typ))
 		}
 		if e := rqCheckKeys(obj, p, "id", "type", "function"); e != nil {
 			return nil, e
@@ -1241,24 +1251,9 @@ func rqParseTools(raw any) ([]Tool, *RequestError) {
 	tools := make([]Tool, 0, len(arr))
 	for i, v := range arr {
 		p := "tools[" + strconv.Itoa(i) + "]"
-		obj, e := rqObject(v, p)
+		obj, typ, e := rqFunctionTyped(v, p, "Unsupported value: custom tools are not supported: Bedrock Converse tools take JSON input described by a JSON Schema; use a function tool.")
 		if e != nil {
 			return nil, e
-		}
-		typRaw, e := rqRequiredField(obj, p, "type")
-		if e != nil {
-			return nil, e
-		}
-		typ, e := rqString(typRaw, p+".type")
-		if e != nil {
-			return nil, e
-		}
-		switch typ {
-		case "function":
-		case "custom":
-			return nil, rqErr(p+".type", "unsupported_value", "Unsupported value: custom tools are not supported: Bedrock Converse tools take JSON input described by a JSON Schema; use a function tool.")
-		default:
-			return nil, rqErr(p+".type", "invalid_value", "Invalid value for '%s.type': expected \"function\", got %s.", p, rqQuote(typ))
 		}
 		if e := rqCheckKeys(obj, p, "type", "function"); e != nil {
 			return nil, e
