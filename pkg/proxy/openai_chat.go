@@ -54,15 +54,15 @@ func (p *Proxy) prepareChat(w http.ResponseWriter, r *http.Request, st *reqState
 	if err != nil {
 		return out, err
 	}
-	// The model decides the path; the whole body must be JSON either way.
-	var head struct {
-		Model string `json:"model"`
+	// The model decides the path; the whole body must be JSON either
+	// way. It is read exactly as Bedrock reads it, from the one member
+	// named "model" (encoding/json would also take "MODEL", and the last
+	// of two): the policy must admit the model Bedrock will run.
+	model, merr := requestModel(body)
+	if merr != nil {
+		return out, merr
 	}
-	if err := json.Unmarshal(body, &head); err != nil || head.Model == "" {
-		return out, &Error{Status: http.StatusBadRequest, Type: typeValidation, param: "model",
-			Msg: "the body must be a JSON object with a model", Err: err}
-	}
-	modelID, native := p.cfg.OpenAI.resolveModel(head.Model)
+	modelID, native := p.cfg.OpenAI.resolveModel(model)
 	// Bedrock's own Chat Completions API checks its requests itself (and
 	// takes parameters Converse cannot, such as n and seed); a request
 	// for Converse is checked and translated here.
@@ -92,9 +92,8 @@ func (p *Proxy) prepareChat(w http.ResponseWriter, r *http.Request, st *reqState
 	created := p.cfg.Now().Unix()
 	id := "chatcmpl-" + st.id
 	if native {
-		// Bedrock reads the model from the body: an alias becomes the
-		// model ID there too.
-		if out.body, err = setModel(body, head.Model, modelID); err != nil {
+		// An alias becomes the model ID in the body too.
+		if out.body, err = setModel(body, model, modelID); err != nil {
 			return out, err
 		}
 		out.rawPath = base + nativeChatPath
@@ -138,6 +137,45 @@ func (p *Proxy) prepareChat(w http.ResponseWriter, r *http.Request, st *reqState
 		return out, err
 	}
 	return out, nil
+}
+
+// requestModel is the model an OpenAI request body names: the value of
+// its one top-level member named exactly "model", a non-empty string.
+func requestModel(body []byte) (string, *Error) {
+	bad := func(err error) (string, *Error) {
+		return "", &Error{Status: http.StatusBadRequest, Type: typeValidation, param: "model",
+			Msg: "the body must be a JSON object naming its model, once", Err: err}
+	}
+	if !json.Valid(body) {
+		return bad(nil)
+	}
+	_, start, end, found, err := jsonscan.Member(body, "model")
+	if err != nil || !found {
+		return bad(err)
+	}
+	var model string
+	if err := json.Unmarshal(body[start:end], &model); err != nil || model == "" {
+		return bad(err)
+	}
+	// A "Model" or "MODEL" beside it is refused too: a parser that
+	// matches names without case (encoding/json does) could read it.
+	variant := false
+	_ = jsonscan.Members(body, func(name []byte, escaped bool, _ []byte) bool {
+		n := string(name)
+		if escaped {
+			quoted := append(append([]byte{'"'}, name...), '"')
+			if json.Unmarshal(quoted, &n) != nil {
+				variant = true
+				return false
+			}
+		}
+		variant = strings.EqualFold(n, "model") && n != "model"
+		return !variant
+	})
+	if variant {
+		return bad(nil)
+	}
+	return model, nil
 }
 
 // openAIRequestError is the 400 for a request the translation refused.

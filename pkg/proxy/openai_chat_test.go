@@ -165,6 +165,10 @@ func TestOpenAIChat(t *testing.T) {
 	t.Run("refused before STS and Bedrock", func(t *testing.T) {
 		calls, before := h.creds.calls.Load(), len(h.fake.Invocations())
 		for _, body := range []string{`{`, `{"model":"fast"}`, `{"model":"fast","messages":[{"role":"user","content":"x"}],"n":2}`,
+			// Two models for a native call: the policy would see one, Bedrock perhaps the other.
+			`{"model":"openai.gpt-oss-20b-1:0","messages":[{"role":"user","content":"x"}],"model":"openai.gpt-oss-120b-1:0"}`,
+			`{"MODEL":"openai.gpt-oss-20b-1:0","messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"openai.gpt-oss-20b-1:0","MOD\u0045L":"openai.gpt-oss-120b-1:0","messages":[{"role":"user","content":"x"}]}`,
 			`{"model":"bad model!","messages":[{"role":"user","content":"x"}]}`} {
 			resp, b := h.chat(t, body)
 			if resp.StatusCode != 400 {
