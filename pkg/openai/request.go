@@ -476,6 +476,15 @@ func rqRequiredField(obj map[string]any, param, key string) (any, *RequestError)
 	return raw, nil
 }
 
+// rqRequiredString reads obj[key], which must be present and a string.
+func rqRequiredString(obj map[string]any, param, key string) (string, *RequestError) {
+	raw, e := rqRequiredField(obj, param, key)
+	if e != nil {
+		return "", e
+	}
+	return rqString(raw, rqJoin(param, key))
+}
+
 // rqOptionalString reads obj[key] as a string; absent or null is "".
 func rqOptionalString(obj map[string]any, param, key string) (string, *RequestError) {
 	raw, ok := obj[key]
@@ -1013,11 +1022,7 @@ func rqParseMessage(raw any, i int) (Message, *RequestError) {
 		if m.Content, e = rqParseContent(content, p+".content", role); e != nil {
 			return m, e
 		}
-		idRaw, e := rqRequiredField(obj, p, "tool_call_id")
-		if e != nil {
-			return m, e
-		}
-		if m.ToolCallID, e = rqString(idRaw, p+".tool_call_id"); e != nil {
+		if m.ToolCallID, e = rqRequiredString(obj, p, "tool_call_id"); e != nil {
 			return m, e
 		}
 	case "function":
@@ -1091,22 +1096,16 @@ func rqParsePart(raw any, p, role string) (ContentPart, *RequestError) {
 		if e := rqCheckKeys(obj, p, "type", "text", "prompt_cache_breakpoint"); e != nil {
 			return part, e
 		}
-		text, e := rqRequiredField(obj, p, "text")
-		if e != nil {
-			return part, e
-		}
-		if part.Text, e = rqString(text, p+".text"); e != nil {
+		var e *RequestError
+		if part.Text, e = rqRequiredString(obj, p, "text"); e != nil {
 			return part, e
 		}
 	case "refusal":
 		if e := rqCheckKeys(obj, p, "type", "refusal"); e != nil {
 			return part, e
 		}
-		ref, e := rqRequiredField(obj, p, "refusal")
-		if e != nil {
-			return part, e
-		}
-		if part.Refusal, e = rqString(ref, p+".refusal"); e != nil {
+		var e *RequestError
+		if part.Refusal, e = rqRequiredString(obj, p, "refusal"); e != nil {
 			return part, e
 		}
 	case "image_url":
@@ -1206,11 +1205,7 @@ func rqParseToolCalls(raw any, param string) ([]ToolCall, *RequestError) {
 			return nil, e
 		}
 		tc := ToolCall{Type: typ}
-		idRaw, e := rqRequiredField(obj, p, "id")
-		if e != nil {
-			return nil, e
-		}
-		if tc.ID, e = rqString(idRaw, p+".id"); e != nil {
+		if tc.ID, e = rqRequiredString(obj, p, "id"); e != nil {
 			return nil, e
 		}
 		fnRaw, e := rqRequiredField(obj, p, "function")
@@ -1224,18 +1219,10 @@ func rqParseToolCalls(raw any, param string) ([]ToolCall, *RequestError) {
 		if e := rqCheckKeys(fn, p+".function", "name", "arguments"); e != nil {
 			return nil, e
 		}
-		nameRaw, e := rqRequiredField(fn, p+".function", "name")
-		if e != nil {
+		if tc.Function.Name, e = rqRequiredString(fn, p+".function", "name"); e != nil {
 			return nil, e
 		}
-		if tc.Function.Name, e = rqString(nameRaw, p+".function.name"); e != nil {
-			return nil, e
-		}
-		argRaw, e := rqRequiredField(fn, p+".function", "arguments")
-		if e != nil {
-			return nil, e
-		}
-		if tc.Function.Arguments, e = rqString(argRaw, p+".function.arguments"); e != nil {
+		if tc.Function.Arguments, e = rqRequiredString(fn, p+".function", "arguments"); e != nil {
 			return nil, e
 		}
 		calls = append(calls, tc)
@@ -1396,11 +1383,7 @@ func rqParseNamedSchema(raw any, param, schemaKey string) (rqNamedSchema, *Reque
 	if e := rqCheckKeys(obj, param, "name", "description", schemaKey, "strict"); e != nil {
 		return d, e
 	}
-	nameRaw, e := rqRequiredField(obj, param, "name")
-	if e != nil {
-		return d, e
-	}
-	if d.name, e = rqString(nameRaw, param+".name"); e != nil {
+	if d.name, e = rqRequiredString(obj, param, "name"); e != nil {
 		return d, e
 	}
 	if d.description, e = rqOptionalString(obj, param, "description"); e != nil {
