@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // ErrBadJSON is returned for a body that is not valid JSON where the scan
@@ -29,69 +30,55 @@ var ErrNotObject = errors.New("body is not a JSON object")
 // The body is checked only as far as finding the members needs: strings,
 // nesting and delimiters, not numbers or literals.
 func Member(body []byte, name string) (keyStart, start, end int, found bool, err error) {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return 0, 0, 0, false, ErrNotObject
-	}
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == '}' {
-		return 0, 0, 0, false, nil
-	}
-	for {
-		if i >= len(body) || body[i] != '"' {
-			return 0, 0, 0, false, ErrBadJSON
-		}
-		keyEnd, escaped, err := skipString(body, i)
-		if err != nil {
-			return 0, 0, 0, false, err
-		}
-		match := !escaped && string(body[i+1:keyEnd-1]) == name
-		if escaped {
+	var badName bool
+	var dup error
+	err = Members(body, func(m Span) bool {
+		// A name with escapes, or with bytes that are not UTF-8 (which
+		// a parser reads as U+FFFD), is compared as a parser reads it.
+		plain := !m.Escaped && utf8.Valid(m.Name)
+		match := plain && string(m.Name) == name
+		if !plain {
 			var key string
-			if err := json.Unmarshal(body[i:keyEnd], &key); err != nil {
-				return 0, 0, 0, false, ErrBadJSON
+			if json.Unmarshal(quotedName(body, m), &key) != nil {
+				badName = true
+				return false
 			}
 			match = key == name
 		}
-		nameStart := i
-		i = skipSpace(body, keyEnd)
-		if i >= len(body) || body[i] != ':' {
-			return 0, 0, 0, false, ErrBadJSON
-		}
-		i = skipSpace(body, i+1)
-		valEnd, err := skipValue(body, i, 0)
-		if err != nil {
-			return 0, 0, 0, false, err
-		}
 		if match {
 			if found {
-				return 0, 0, 0, false, &DuplicateError{Name: name}
+				dup = &DuplicateError{Name: name}
+				return false
 			}
-			keyStart, start, end, found = nameStart, i, valEnd, true
+			keyStart, start, end, found = m.KeyStart, m.Start, m.End, true
 		}
-		i = skipSpace(body, valEnd)
-		if i >= len(body) {
-			return 0, 0, 0, false, ErrBadJSON
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case '}':
-			if j := skipSpace(body, i+1); j != len(body) {
-				return 0, 0, 0, false, ErrBadJSON
-			}
-			return keyStart, start, end, found, nil
-		default:
-			return 0, 0, 0, false, ErrBadJSON
-		}
+		return true
+	})
+	switch {
+	case badName:
+		return 0, 0, 0, false, ErrBadJSON
+	case dup != nil:
+		return 0, 0, 0, false, dup
+	case err != nil:
+		return 0, 0, 0, false, err
 	}
+	return keyStart, start, end, found, nil
 }
 
-// Members calls fn with the name (raw, as between its quotes, and whether
-// it holds escapes) and the value span of each member of the JSON object
-// body, in order, until fn returns false. Like Member it checks only the
-// structure it walks.
-func Members(body []byte, fn func(name []byte, escaped bool, value []byte) bool) error {
+// quotedName is a member's name with its quotes, as it stands in body.
+func quotedName(body []byte, m Span) []byte { return body[m.KeyStart : m.KeyStart+len(m.Name)+2] }
+
+// Span is one member of an object, as Members finds it.
+type Span struct {
+	Name       []byte // raw, as between its quotes
+	Escaped    bool   // whether Name holds escapes
+	KeyStart   int    // where the quoted name starts in the body
+	Start, End int    // the value's span in the body
+}
+
+// Members calls fn with each member of the JSON object body, in order,
+// until fn returns false. It checks only the structure it walks.
+func Members(body []byte, fn func(Span) bool) error {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return ErrNotObject
@@ -111,7 +98,7 @@ func Members(body []byte, fn func(name []byte, escaped bool, value []byte) bool)
 		if err != nil {
 			return err
 		}
-		name := body[i+1 : keyEnd-1]
+		m := Span{Name: body[i+1 : keyEnd-1], Escaped: escaped, KeyStart: i}
 		i = skipSpace(body, keyEnd)
 		if i >= len(body) || body[i] != ':' {
 			return ErrBadJSON
@@ -121,7 +108,8 @@ func Members(body []byte, fn func(name []byte, escaped bool, value []byte) bool)
 		if err != nil {
 			return err
 		}
-		if !fn(name, escaped, body[i:valEnd]) {
+		m.Start, m.End = i, valEnd
+		if !fn(m) {
 			return nil
 		}
 		i = skipSpace(body, valEnd)

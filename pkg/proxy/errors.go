@@ -131,14 +131,27 @@ const unreadBodyGrace = 500 * time.Millisecond
 // SDKs read it from (x-amzn-RequestId), so a user can quote it to an operator.
 func writeError(w http.ResponseWriter, requestID string, e *Error) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("X-Amzn-ErrorType", e.Type)
 	if requestID != "" {
 		h.Set("X-Amzn-RequestId", requestID)
 	}
+	setErrorHeaders(h, e)
+	w.WriteHeader(e.Status)
+	body, _ := json.Marshal(struct {
+		Message string `json:"message"`
+	}{e.Msg})
+	_, _ = w.Write(body)
+}
+
+// setErrorHeaders sets what every answer of the gateway's own carries,
+// in either API's shape: the JSON content type, Retry-After when there is
+// a wait to suggest (every 503 says when to come back) and, for 401, the
+// scheme to authenticate with.
+func setErrorHeaders(h http.Header, e *Error) {
+	h.Set("Content-Type", "application/json")
 	retry := e.RetryAfter
 	if retry <= 0 && e.Status == http.StatusServiceUnavailable {
-		retry = defaultRetryAfter // every 503 says when to come back
+		retry = defaultRetryAfter
 	}
 	if retry > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(retry.Seconds())))))
@@ -146,11 +159,6 @@ func writeError(w http.ResponseWriter, requestID string, e *Error) {
 	if e.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="bedrock-gateway"`)
 	}
-	w.WriteHeader(e.Status)
-	body, _ := json.Marshal(struct {
-		Message string `json:"message"`
-	}{e.Msg})
-	_, _ = w.Write(body)
 }
 
 func errValidation(msg string, cause error) *Error {

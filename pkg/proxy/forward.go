@@ -40,8 +40,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 
 	req, err := p.upstreamRequest(ctx, out)
 	if err != nil {
-		putBuf(out.bodyBuf) // nothing was sent: the body is ours again
-		out.bodyBuf = nil
+		out.release() // nothing was sent: the body is ours again
 		p.fail(w, r, proxyError(ctx, err))
 		return
 	}
@@ -57,13 +56,18 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 		return
 	}
 	defer resp.Body.Close()
+	respond := p.relayAnswer
 	if out.respond != nil {
-		if err := out.respond(w, resp); err != nil {
-			p.relayFailed(ctx, w, r, err)
-		}
-		return
+		respond = out.respond
 	}
+	if err := respond(w, resp); err != nil {
+		p.relayFailed(ctx, w, r, err)
+	}
+}
 
+// relayAnswer passes Bedrock's answer on as it is: its status, its header
+// without hop-by-hop fields, its body and its trailers.
+func (p *Proxy) relayAnswer(w http.ResponseWriter, resp *http.Response) error {
 	removeHopByHop(resp.Header)
 	h := w.Header()
 	for k, vv := range resp.Header {
@@ -84,12 +88,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 	// client as Bedrock sends it; one of known length (Bedrock's JSON
 	// answers) goes through the server's buffer and is flushed once.
 	if err := p.relay(w, resp.Body, resp.ContentLength == -1); err != nil {
-		p.relayFailed(ctx, w, r, err)
-		return
+		return err
 	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
+	return nil
 }
 
 // relayFailed ends an answer whose status line is already out after

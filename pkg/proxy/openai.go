@@ -4,13 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/openai"
 )
 
 // The OpenAI-compatible API (issue 14): OpenAI-SDK apps point their base
@@ -136,38 +135,13 @@ func openAIErrorCode(e *Error) (typ, code string) {
 // Retry-After and request ID header as the Bedrock shape.
 func writeOpenAIError(w http.ResponseWriter, requestID string, e *Error) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	if requestID != "" {
 		h.Set("X-Request-Id", requestID)
 	}
-	retry := e.RetryAfter
-	if retry <= 0 && e.Status == http.StatusServiceUnavailable {
-		retry = defaultRetryAfter
-	}
-	if retry > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(retry.Seconds())))))
-	}
-	if e.Status == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="bedrock-gateway"`)
-	}
+	setErrorHeaders(h, e)
 	typ, code := openAIErrorCode(e)
-	param := e.param
 	w.WriteHeader(e.Status)
-	_, _ = w.Write(openAIErrorBody(e.Msg, typ, param, code))
-}
-
-// openAIErrorBody is an OpenAI error object; empty param and code are
-// null, as OpenAI sends them.
-func openAIErrorBody(msg, typ, param, code string) []byte {
-	nullable := func(s string) any {
-		if s == "" {
-			return nil
-		}
-		return s
-	}
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{
-		"message": msg, "type": typ, "param": nullable(param), "code": nullable(code)}})
-	return b
+	_, _ = w.Write(openai.ErrorBody(e.Msg, typ, e.param, code))
 }
 
 // listModels answers GET /v1/models: the configured model names and

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,15 +32,7 @@ func (p *Proxy) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	st := stateFrom(r.Context())
 	st.op = opChatCompletions
 	out, err := p.prepareChat(w, r, st)
-	st.modelID, st.spec = out.model, out.spec
-	if err != nil {
-		putBuf(out.readBuf)
-		putBuf(out.bodyBuf)
-		out.readBuf, out.bodyBuf = nil, nil
-		p.fail(w, r, err)
-		return
-	}
-	p.forward(w, r, st, out)
+	p.dispatch(w, r, st, out, err)
 }
 
 // prepareChat is prepare for a chat completion: every check before
@@ -124,19 +114,7 @@ func (p *Proxy) prepareChat(w http.ResponseWriter, r *http.Request, st *reqState
 			}
 		}
 	}
-	// The body as read is not sent (translated or re-modelled).
-	if !aliases(out.body, out.readBuf) {
-		putBuf(out.readBuf)
-		out.readBuf = nil
-	} else {
-		out.bodyBuf, out.readBuf = out.readBuf, nil
-	}
-	sum := sha256.Sum256(out.body)
-	out.payloadHash = hex.EncodeToString(sum[:])
-	if out.creds, err = p.credentials(r.Context(), spec); err != nil {
-		return out, err
-	}
-	return out, nil
+	return out, p.seal(r.Context(), out)
 }
 
 // requestModel is the model an OpenAI request body names: the value of
@@ -149,31 +127,27 @@ func requestModel(body []byte) (string, *Error) {
 	if !json.Valid(body) {
 		return bad(nil)
 	}
-	_, start, end, found, err := jsonscan.Member(body, "model")
-	if err != nil || !found {
-		return bad(err)
-	}
-	var model string
-	if err := json.Unmarshal(body[start:end], &model); err != nil || model == "" {
-		return bad(err)
-	}
-	// A "Model" or "MODEL" beside it is refused too: a parser that
-	// matches names without case (encoding/json does) could read it.
-	variant := false
-	_ = jsonscan.Members(body, func(name []byte, escaped bool, _ []byte) bool {
-		n := string(name)
-		if escaped {
-			quoted := append(append([]byte{'"'}, name...), '"')
-			if json.Unmarshal(quoted, &n) != nil {
-				variant = true
-				return false
-			}
+	// One walk of the top level: exactly one member whose name, after
+	// unescaping, is "model" in any case, and that one spelt "model". A
+	// "Model" or "MODEL", or a second "model", is refused: a parser that
+	// matches names without case (encoding/json does) or keeps the last
+	// of two could read another model than the policy admitted.
+	var raw []byte
+	refused := false
+	err := jsonscan.Members(body, func(m jsonscan.Span) bool {
+		n := string(m.Name)
+		if m.Escaped && json.Unmarshal(body[m.KeyStart:m.KeyStart+len(m.Name)+2], &n) != nil {
+			refused = true
 		}
-		variant = strings.EqualFold(n, "model") && n != "model"
-		return !variant
+		if strings.EqualFold(n, "model") {
+			refused = refused || n != "model" || raw != nil
+			raw = body[m.Start:m.End]
+		}
+		return !refused
 	})
-	if variant {
-		return bad(nil)
+	var model string
+	if err != nil || refused || raw == nil || json.Unmarshal(raw, &model) != nil || model == "" {
+		return bad(err)
 	}
 	return model, nil
 }
@@ -221,13 +195,7 @@ func (p *Proxy) openAIPassThrough(w http.ResponseWriter, resp *http.Response) er
 	if resp.StatusCode != http.StatusOK && resp.Header.Get("X-Amzn-Errortype") != "" {
 		return p.openAIUpstreamError(w, resp)
 	}
-	removeHopByHop(resp.Header)
-	h := w.Header()
-	for k, vv := range resp.Header {
-		h[k] = append(h[k], vv...)
-	}
-	w.WriteHeader(resp.StatusCode)
-	return p.relay(w, resp.Body, resp.ContentLength == -1)
+	return p.relayAnswer(w, resp)
 }
 
 // openAIUpstreamError answers a Bedrock error in OpenAI's shape.

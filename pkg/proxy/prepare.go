@@ -81,6 +81,15 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 	if out.header, out.body, err = p.buildOutbound(r.Header, body, rt.stamp, id, out.spec, out); err != nil {
 		return out, err
 	}
+	return out, p.seal(r.Context(), out)
+}
+
+// seal finishes a request whose body is final: it gives back the buffer
+// the body was read into unless the body sent is still in it, hashes the
+// body for SigV4 and, last, gets the caller's session credentials (an STS
+// call on a cache miss), so that only requests that passed every check
+// cost one.
+func (p *Proxy) seal(ctx context.Context, out *outbound) *Error {
 	if aliases(out.body, out.readBuf) {
 		out.bodyBuf, out.readBuf = out.readBuf, nil
 	} else {
@@ -89,10 +98,17 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 	}
 	sum := sha256.Sum256(out.body)
 	out.payloadHash = hex.EncodeToString(sum[:])
-	if out.creds, err = p.credentials(r.Context(), spec); err != nil {
-		return out, err
-	}
-	return out, nil
+	var err *Error
+	out.creds, err = p.credentials(ctx, *out.spec)
+	return err
+}
+
+// release gives back the pooled buffers of a request that is not sent:
+// nothing refers to its body any more.
+func (o *outbound) release() {
+	putBuf(o.readBuf)
+	putBuf(o.bodyBuf)
+	o.readBuf, o.bodyBuf = nil, nil
 }
 
 // readBody reads the whole request body, which SigV4 signs, up to

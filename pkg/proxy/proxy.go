@@ -227,16 +227,19 @@ func (p *Proxy) handle(rt route) http.HandlerFunc {
 		st := stateFrom(r.Context())
 		st.op = rt.op
 		out, err := p.prepare(w, r, rt, st)
-		// A refusal is recorded with what was learned before it, so the
-		// ledger says who was refused which model.
-		st.modelID, st.spec = out.model, out.spec
-		if err != nil {
-			putBuf(out.readBuf) // nothing refers to the body after a refusal
-			putBuf(out.bodyBuf)
-			out.readBuf, out.bodyBuf = nil, nil
-			p.fail(w, r, err)
-			return
-		}
-		p.forward(w, r, st, out)
+		p.dispatch(w, r, st, out, err)
 	}
+}
+
+// dispatch sends a prepared request on, or answers its refusal. A
+// refusal is recorded with what was learned before it, so the ledger says
+// who was refused which model.
+func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, st *reqState, out *outbound, err *Error) {
+	st.modelID, st.spec = out.model, out.spec
+	if err != nil {
+		out.release()
+		p.fail(w, r, err)
+		return
+	}
+	p.forward(w, r, st, out)
 }

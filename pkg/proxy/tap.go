@@ -75,24 +75,20 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 		// headers, which no meter reads.
 		header: resp.Header,
 	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
-		// forward flushes every read of a response whose length it
-		// does not know (and only those): an event stream must be
-		// relayed event by event even if it declared a Content-Length. The header, if any, is still
-		// passed on, and the body is the same.
-		resp.ContentLength = -1
+	switch ct := resp.Header.Get("Content-Type"); {
+	case strings.HasPrefix(ct, eventStreamType):
 		t.meter = usage.NewStreamMeter(op)
-		if m := p.cfg.Metrics; m != nil {
-			m.streams.Inc()
-			t.streamDone = m.streams.Dec
-		}
-	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), sseType) {
-		// Bedrock's native Chat Completions stream: relayed read by
-		// read like an event stream; its usage is in one of the last
-		// chunks, so only the tail is kept.
-		resp.ContentLength = -1
+	case strings.HasPrefix(ct, sseType):
+		// Bedrock's native Chat Completions stream: its usage is in one
+		// of the last chunks, so only the tail is kept.
 		t.sse = true
+	}
+	if t.meter != nil || t.sse {
+		// forward flushes every read of a response whose length it
+		// does not know (and only those): a stream must be relayed
+		// event by event even if it declared a Content-Length. The
+		// header, if any, is still passed on, and the body is the same.
+		resp.ContentLength = -1
 		if m := p.cfg.Metrics; m != nil {
 			m.streams.Inc()
 			t.streamDone = m.streams.Dec

@@ -77,7 +77,8 @@ func scanConverseUsage(obj []byte) (u *converseUsage, ok bool) {
 	}
 	u = &converseUsage{}
 	ok = true
-	err := jsonscan.Members(obj, func(name []byte, escaped bool, value []byte) bool {
+	err := jsonscan.Members(obj, func(m jsonscan.Span) bool {
+		name, escaped, value := m.Name, m.Escaped, obj[m.Start:m.End]
 		var c *tokenCount
 		switch string(name) {
 		case "inputTokens":
