@@ -49,12 +49,19 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	str("role_arn", r.RoleARN, true)
 	str("operation", r.Operation, false)
 	str("model", r.Model, true)
+	str("region", r.Region, true)
 	num("status", int64(r.Status))
 	str("error_type", r.ErrorType, true)
 	num("input_tokens", r.Input)
 	num("output_tokens", r.Output)
 	num("cache_read_input_tokens", r.CacheRead)
 	num("cache_write_input_tokens", r.CacheWrite)
+	if r.Cost == nil {
+		dst = append(dst, `,"cost_usd":null`...)
+	} else {
+		dst = append(dst, `,"cost_usd":`...)
+		dst = r.Cost.Append(dst)
+	}
 	var ok bool
 	dst = append(dst, `,"latency_ms":`...)
 	if dst, ok = appendFloat(dst, r.LatencyMS); !ok {

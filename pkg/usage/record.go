@@ -4,7 +4,11 @@
 // and tenant now rather than when the CUR arrives a day or two later.
 package usage
 
-import "time"
+import (
+	"time"
+
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
+)
 
 // Tokens are the token counts Bedrock reported for one request.
 type Tokens struct {
@@ -43,12 +47,20 @@ type Record struct {
 
 	Operation string `json:"operation"`
 	Model     string `json:"model,omitempty"`
+	// Region is the AWS Region the request was sent to, which with Model
+	// decides its price and the usage type the bill names it by.
+	Region string `json:"region,omitempty"`
 	Status    int    `json:"status"`
 	// ErrorType is the Bedrock exception name of an error answer, or of an
 	// exception frame that ended a stream after HTTP 200.
 	ErrorType string `json:"error_type,omitempty"`
 
 	Tokens
+	// Cost is what Bedrock charges for Tokens at the catalogue's on-demand
+	// price, exactly; nil (null) when the model has no price, so an
+	// unknown price is never shown as $0. A request that consumed no
+	// tokens costs 0 whatever its model.
+	Cost *pricing.Money `json:"cost_usd"`
 
 	Latency         time.Duration `json:"-"`
 	TimeToFirstByte time.Duration `json:"-"`
