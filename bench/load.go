@@ -104,11 +104,22 @@ func (c *client) stream(ctx context.Context, start time.Time) (time.Duration, er
 }
 
 // closedLoop runs workers that each send Converse after Converse for d,
-// and returns how many completed in how many seconds.
-func closedLoop(ctx context.Context, c *client, workers int, d time.Duration) (int64, float64, error) {
+// and returns how many completed in how many seconds. With two clients it
+// interleaves them: time is cut in slices of length slice, and a request
+// goes to clients[k%2] when it starts in slice k. n[k] counts the
+// requests started in slice k that completed, so that gateway and bare
+// compare slice by slice, under the same conditions of a shared machine,
+// instead of run by run.
+func closedLoop(ctx context.Context, clients []*client, workers int, d, slice time.Duration) ([]int64, float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var n atomic.Int64
+	nslices := 1
+	if len(clients) > 1 {
+		nslices = max(int(d/slice), 2)
+	} else {
+		slice = d
+	}
+	n := make([]atomic.Int64, nslices)
 	var firstErr error
 	var once sync.Once
 	start := time.Now()
@@ -116,66 +127,85 @@ func closedLoop(ctx context.Context, c *client, workers int, d time.Duration) (i
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				if err := c.converse(ctx); err != nil {
+				k := min(int(time.Since(start)/slice), nslices-1)
+				if err := clients[k%len(clients)].converse(ctx); err != nil {
 					if ctx.Err() == nil {
 						once.Do(func() { firstErr = err; cancel() })
 					}
 					return
 				}
-				n.Add(1)
+				n[k].Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
-		return 0, 0, firstErr
+		return nil, 0, firstErr
 	}
-	if n.Load() == 0 {
-		return 0, 0, errors.New("closed loop: no request completed")
+	out := make([]int64, nslices)
+	total := int64(0)
+	for i := range n {
+		out[i] = n[i].Load()
+		total += out[i]
 	}
-	return n.Load(), elapsed.Seconds(), nil
+	if total == 0 {
+		return nil, 0, errors.New("closed loop: no request completed")
+	}
+	return out, elapsed.Seconds(), nil
 }
 
-// openLoop starts do at a fixed rate for d, whatever the answers take,
-// and returns the latencies do reports for the calls that succeeded,
-// sorted, and how many failed (reported, not hidden: the stdlib's bare
-// ReverseProxy cuts a few ConverseStreams short under this load). do
-// measures from due, when its call was scheduled, so a slow target is not
-// let off by a slower schedule (coordinated omission). It fails only when
-// every call did.
-func openLoop(ctx context.Context, rate float64, d time.Duration, do func(ctx context.Context, due time.Time) (time.Duration, error)) ([]time.Duration, int, error) {
+// openLoop starts calls at a fixed rate for d, whatever the answers take,
+// and returns, for each of targets (1 or 2), the latencies do reports for
+// the calls that succeeded, sorted, and how many failed (reported, not
+// hidden: the stdlib's bare ReverseProxy cuts a few ConverseStreams short
+// under this load). With two targets a call goes to target k%2 when it is
+// due in slice k, as closedLoop interleaves. do measures from due, when
+// its call was scheduled, so a slow target is not let off by a slower
+// schedule (coordinated omission). It fails only when every call to a
+// target did.
+func openLoop(ctx context.Context, rate float64, d, slice time.Duration, targets int,
+	do func(ctx context.Context, target int, due time.Time) (time.Duration, error)) ([][]time.Duration, []int, error) {
 	total := max(int(rate*d.Seconds()), 1)
 	interval := time.Duration(float64(time.Second) / rate)
+	if targets < 2 {
+		targets, slice = 1, d+time.Second
+	}
 	lat := make([]time.Duration, total)
 	errs := make([]error, total)
+	which := make([]int, total)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range total {
-		due := start.Add(time.Duration(i) * interval)
+		offset := time.Duration(i) * interval
+		due := start.Add(offset)
+		which[i] = int(offset/slice) % targets
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
 		wg.Go(func() {
-			lat[i], errs[i] = do(ctx, due)
+			lat[i], errs[i] = do(ctx, which[i], due)
 		})
 	}
 	wg.Wait()
-	ok := lat[:0]
-	failed := 0
-	var firstErr error
+	ok := make([][]time.Duration, targets)
+	failed := make([]int, targets)
+	firstErr := make([]error, targets)
 	for i, err := range errs {
+		t := which[i]
 		if err != nil {
-			failed++
-			firstErr = cmp.Or(firstErr, err)
+			failed[t]++
+			firstErr[t] = cmp.Or(firstErr[t], err)
 			continue
 		}
-		ok = append(ok, lat[i])
+		ok[t] = append(ok[t], lat[i])
 	}
-	if len(ok) == 0 {
-		return nil, failed, firstErr
+	for t := range ok {
+		if len(ok[t]) == 0 {
+			return nil, failed, firstErr[t]
+		}
+		slices.Sort(ok[t])
 	}
-	slices.Sort(ok)
 	return ok, failed, nil
 }
 

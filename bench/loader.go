@@ -49,6 +49,11 @@ type command struct {
 	Duration time.Duration
 	Rate     float64
 	Stream   bool // open loop: ConverseStream first-event latency instead of Converse
+	// Target2 and Header2, when set, are a second target that "closed" and
+	// "open" interleave with the first in slices of length Slice.
+	Target2 string
+	Header2 http.Header
+	Slice   time.Duration
 }
 
 // reply is the loader's answer to a command.
@@ -59,6 +64,12 @@ type reply struct {
 	Accepts   int64           // upstream connections accepted during the command
 	Latencies []time.Duration // open loop, sorted: the calls that succeeded
 	Failed    int             // open loop: calls that failed
+	// Interleaved runs: the second target's figures, and (closed loop)
+	// the requests completed per slice, even slices the first target's.
+	Requests2  int64
+	Latencies2 []time.Duration
+	Failed2    int
+	Slices     []int64
 }
 
 // runLoader serves commands from in, one reply each to out, until in ends.
@@ -94,17 +105,17 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 			c.close()
 		}
 	}()
-	clientFor := func(c command, conns int) *client {
-		keys := make([]string, 0, len(c.Header))
-		for k := range c.Header {
-			keys = append(keys, k+"="+strings.Join(c.Header[k], ","))
+	clientFor := func(target string, header http.Header, conns int) *client {
+		keys := make([]string, 0, len(header))
+		for k := range header {
+			keys = append(keys, k+"="+strings.Join(header[k], ","))
 		}
 		sort.Strings(keys)
-		id := fmt.Sprint(c.Target, keys, conns)
+		id := fmt.Sprint(target, keys, conns)
 		if cl, ok := clients[id]; ok {
 			return cl
 		}
-		cl := newClient(c.Target, conns, c.Header)
+		cl := newClient(target, conns, header)
 		clients[id] = cl
 		return cl
 	}
@@ -124,18 +135,38 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 		var r reply
 		accepts0 := up.accepts.Load()
 		switch c.Op {
-		case "closed":
-			r.Requests, r.Seconds, err = closedLoop(ctx, clientFor(c, max(c.Workers*2, 512)), c.Workers, c.Duration)
-		case "open":
-			cl := clientFor(c, max(c.Workers*2, 512))
-			do := cl.stream
-			if !c.Stream {
-				do = func(ctx context.Context, due time.Time) (time.Duration, error) {
-					err := cl.converse(ctx)
-					return time.Since(due), err
+		case "closed", "open":
+			clients := []*client{clientFor(c.Target, c.Header, max(c.Workers*2, 512))}
+			if c.Target2 != "" {
+				clients = append(clients, clientFor(c.Target2, c.Header2, max(c.Workers*2, 512)))
+			}
+			if c.Op == "closed" {
+				r.Slices, r.Seconds, err = closedLoop(ctx, clients, c.Workers, c.Duration, c.Slice)
+				for k, n := range r.Slices {
+					if k%2 == 0 {
+						r.Requests += n
+					} else {
+						r.Requests2 += n
+					}
+				}
+				break
+			}
+			do := func(ctx context.Context, target int, due time.Time) (time.Duration, error) {
+				if c.Stream {
+					return clients[target].stream(ctx, due)
+				}
+				err := clients[target].converse(ctx)
+				return time.Since(due), err
+			}
+			var lat [][]time.Duration
+			var failed []int
+			lat, failed, err = openLoop(ctx, c.Rate, c.Duration, c.Slice, len(clients), do)
+			if err == nil {
+				r.Latencies, r.Failed = lat[0], failed[0]
+				if len(lat) > 1 {
+					r.Latencies2, r.Failed2 = lat[1], failed[1]
 				}
 			}
-			r.Latencies, r.Failed, err = openLoop(ctx, c.Rate, c.Duration, do)
 		case "hold":
 			held, err = holdStreams(holdCtx, newClient(c.Target, c.N, c.Header), c.N)
 		case "release":
@@ -147,7 +178,7 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 			holdCtx, holdCancel = newHold(ctx)
 		case "sessions":
 			start := time.Now()
-			err = fillSessions(ctx, clientFor(c, c.Workers), c.N, c.Workers)
+			err = fillSessions(ctx, clientFor(c.Target, c.Header, c.Workers), c.N, c.Workers)
 			r.Seconds = time.Since(start).Seconds()
 		default:
 			err = fmt.Errorf("unknown command %q", c.Op)

@@ -103,7 +103,8 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 type column struct {
 	name                string
 	bare, gw            closedResult
-	ratios              []float64 // gateway / bare of each round, sorted
+	ratios              []float64 // gateway / bare of each pair of interleaved slices, sorted
+	ratio               float64   // gateway / bare over the whole interleaved run
 	rate                float64
 	streamRate          float64
 	bareLat, gwLat      []time.Duration
@@ -126,10 +127,10 @@ type closedResult struct {
 }
 
 // rounds is how many times each closed loop runs, bare and gateway taking
-// turns, so that a slow spell of the shared machine does not land on one
-// of them only; each round's ratio compares two runs next to each other
-// in time.
-const rounds = 5
+// turns, for the max req/s, allocation and connection rows. The ratio and
+// the latencies come from interleaved runs instead (see slice), which a
+// slow spell of the shared machine cannot favour one proxy in.
+const rounds = 3
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s, err := parseFlags(args, stderr)
@@ -204,7 +205,7 @@ func must[T any](v T, err error) T {
 
 // closedRounds runs the closed loop against bare and gateway in turns and
 // measures allocations in this process (the proxies) around each run.
-func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, closedResult, []float64, error) {
+func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, error) {
 	var res [2]struct {
 		rps                     []float64
 		requests                int64
@@ -218,7 +219,7 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 			r, err := ld.do(c)
 			runtime.ReadMemStats(&after)
 			if err != nil {
-				return closedResult{}, closedResult{}, nil, err
+				return closedResult{}, closedResult{}, err
 			}
 			res[i].rps = append(res[i].rps, float64(r.Requests)/r.Seconds)
 			res[i].requests += r.Requests
@@ -227,11 +228,6 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 			res[i].accepts += uint64(r.Accepts)
 		}
 	}
-	ratios := make([]float64, rounds)
-	for i := range ratios {
-		ratios[i] = res[1].rps[i] / res[0].rps[i]
-	}
-	slices.Sort(ratios)
 	var out [2]closedResult
 	for i, r := range res {
 		slices.Sort(r.rps)
@@ -239,27 +235,51 @@ func closedRounds(ld *loader, s settings, bare, gw command) (closedResult, close
 		out[i] = closedResult{rps: r.rps[len(r.rps)/2], mallocs: float64(r.mallocs) / n, bytes: float64(r.bytes) / n,
 			conns: float64(r.accepts) * 1000 / n}
 	}
-	return out[0], out[1], ratios, nil
+	return out[0], out[1], nil
 }
 
-// openRounds runs an open loop against bare and gateway in turns, two
-// rounds of half the duration each, and returns each one's latencies.
-func openRounds(ld *loader, failed *[2]int, bare, gw command) ([]time.Duration, []time.Duration, error) {
-	var lat [2][]time.Duration
-	for range 2 {
-		for i, c := range []command{bare, gw} {
-			c.Duration /= 2
-			r, err := ld.do(c)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", [2]string{"bare", "gateway"}[i], err)
-			}
-			lat[i] = append(lat[i], r.Latencies...)
-			failed[i] += r.Failed
+// slice is how long the interleaved runs stay on one proxy before
+// switching to the other: short enough that a slow spell of the shared
+// machine falls on both, long enough (hundreds of requests) that the
+// switch itself is noise.
+const slice = 250 * time.Millisecond
+
+// interleavedClosed runs the closed loop against bare and gateway
+// interleaved slice by slice, and returns each pair of slices' ratio
+// (gateway over the bare slice just before it), sorted, and the ratio of
+// the totals.
+func interleavedClosed(ld *loader, bare, gw command) ([]float64, float64, error) {
+	c := bare
+	c.Target2, c.Header2, c.Slice = gw.Target, gw.Header, slice
+	r, err := ld.do(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ratios []float64
+	for k := 0; k+1 < len(r.Slices); k += 2 {
+		if r.Slices[k] > 0 {
+			ratios = append(ratios, float64(r.Slices[k+1])/float64(r.Slices[k]))
 		}
 	}
-	slices.Sort(lat[0])
-	slices.Sort(lat[1])
-	return lat[0], lat[1], nil
+	if len(ratios) == 0 || r.Requests == 0 {
+		return nil, 0, errors.New("interleaved closed loop: no complete pair of slices")
+	}
+	slices.Sort(ratios)
+	return ratios, float64(r.Requests2) / float64(r.Requests), nil
+}
+
+// interleavedOpen runs one open loop at c.Rate for c.Duration, bare and
+// gateway taking slices in turn, and returns each one's latencies.
+func interleavedOpen(ld *loader, failed *[2]int, bare, gw command) ([]time.Duration, []time.Duration, error) {
+	c := bare
+	c.Target2, c.Header2, c.Slice = gw.Target, gw.Header, slice
+	r, err := ld.do(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	failed[0] += r.Failed
+	failed[1] += r.Failed2
+	return r.Latencies, r.Latencies2, nil
 }
 
 // measure runs every measurement against the bare proxy and the gateway
@@ -288,17 +308,21 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 			return col, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	if col.bare, col.gw, col.ratios, err = closedRounds(ld, s, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
+	if col.bare, col.gw, err = closedRounds(ld, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
+		return col, err
+	}
+	// Each proxy gets 2×duration of the interleaved run.
+	if col.ratios, col.ratio, err = interleavedClosed(ld, with(bc, "closed", 4*s.duration, 0, false), with(gc, "closed", 0, 0, false)); err != nil {
 		return col, err
 	}
 	col.rate = col.bare.rps / 2
-	if col.bareLat, col.gwLat, err = openRounds(ld, &col.failed, with(bc, "open", s.duration, col.rate, false), with(gc, "open", s.duration, col.rate, false)); err != nil {
+	if col.bareLat, col.gwLat, err = interleavedOpen(ld, &col.failed, with(bc, "open", 2*s.duration, col.rate, false), gc); err != nil {
 		return col, fmt.Errorf("open loop: %w", err)
 	}
 	// A stream costs more than a Converse: a quarter of the gateway's
 	// Converse maximum keeps both proxies out of saturation.
 	col.streamRate = col.gw.rps / 4
-	if col.bareFirst, col.gwFirst, err = openRounds(ld, &col.failed, with(bc, "open", s.duration, col.streamRate, true), with(gc, "open", s.duration, col.streamRate, true)); err != nil {
+	if col.bareFirst, col.gwFirst, err = interleavedOpen(ld, &col.failed, with(bc, "open", 2*s.duration, col.streamRate, true), gc); err != nil {
 		return col, fmt.Errorf("streams: %w", err)
 	}
 	if streams {
@@ -349,8 +373,9 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("", func(c column) string { return c.name })
 	row(fmt.Sprintf("max req/s, bare (%d workers × %v)", s.workers, s.duration), func(c column) string { return fmt.Sprintf("%.0f", c.bare.rps) })
 	row("max req/s, gateway", func(c column) string { return fmt.Sprintf("%.0f", c.gw.rps) })
-	row("gateway / bare, median of rounds (range)", func(c column) string {
-		return fmt.Sprintf("%.2f (%.2f-%.2f)", c.ratios[len(c.ratios)/2], c.ratios[0], c.ratios[len(c.ratios)-1])
+	row("gateway / bare, interleaved: all (median, p10-p90 of slices)", func(c column) string {
+		return fmt.Sprintf("%.2f (%.2f, %.2f-%.2f)", c.ratio, c.ratios[len(c.ratios)/2],
+			c.ratios[len(c.ratios)/10], c.ratios[len(c.ratios)*9/10])
 	})
 	row("open loop at 50% of bare's max", func(c column) string { return fmt.Sprintf("%.0f req/s", c.rate) })
 	row("added latency p50 / p90 / p99", func(c column) string { return added(c.bareLat, c.gwLat, 50, 90, 99) })
@@ -392,9 +417,11 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	fmt.Fprintln(w, `
 The proxies run in this process; the load generator, the upstream and the
 emulated STS in a child process `+where+`. Max req/s is the median
-of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns; the
-ratio is each round's gateway run over the bare run just before it;
-latencies pool two open-loop rounds each, also in turns. Allocations,
+of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns. The
+ratio and the latencies come from runs that interleave the proxies in
+`+slice.String()+` slices (the closed loop for 4×duration, the open loops for
+2×duration): the ratio of all requests completed, and the median and
+spread of each pair of slices' ratio. Allocations,
 bytes and RSS are this process's: the proxies' own. "in all" is the
 process's whole RSS with the gateway's streams open (bare idle).`)
 }

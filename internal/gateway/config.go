@@ -30,6 +30,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bedrock-gateway/gateway/internal/endpoint"
+	"github.com/bedrock-gateway/gateway/internal/logjson"
 	"github.com/bedrock-gateway/gateway/internal/logwriter"
 	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
@@ -510,5 +511,7 @@ func NewLogger(c LogConfig, w io.Writer, level *slog.LevelVar) (logger *slog.Log
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(lw, opts)), lw.Close, nil
 	}
-	return slog.New(slog.NewJSONHandler(lw, opts)), lw.Close, nil
+	// logjson writes slog's JSON at about half its cost: the access log
+	// has a line per request.
+	return slog.New(logjson.New(lw, opts)), lw.Close, nil
 }

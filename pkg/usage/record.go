@@ -50,7 +50,7 @@ type Record struct {
 	// Region is the AWS Region the request was sent to, which with Model
 	// decides its price and the usage type the bill names it by.
 	Region string `json:"region,omitempty"`
-	Status    int    `json:"status"`
+	Status int    `json:"status"`
 	// ErrorType is the Bedrock exception name of an error answer, or of an
 	// exception frame that ended a stream after HTTP 200.
 	ErrorType string `json:"error_type,omitempty"`
