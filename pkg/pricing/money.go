@@ -131,8 +131,12 @@ func (m Money) Append(dst []byte) []byte {
 func (m Money) MarshalJSON() ([]byte, error) { return m.Append(nil), nil }
 
 // UnmarshalJSON reads a JSON number written by MarshalJSON (or a plain
-// decimal one); exponents are refused rather than rounded.
+// decimal one); exponents are refused rather than rounded. JSON null
+// leaves m as it is, as encoding/json's own types do.
 func (m *Money) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	v, err := ParseMoney(string(b))
 	if err != nil {
 		return err
