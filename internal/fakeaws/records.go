@@ -183,6 +183,7 @@ func (s *Server) addInvocation(inv Invocation) {
 		}
 		row.UsageAmount += u.n
 	}
+	s.addBillLines(inv, tags, tagKey)
 }
 
 // appendLimited appends v to list, dropping the oldest entries beyond

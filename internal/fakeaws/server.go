@@ -149,6 +149,7 @@ type Server struct {
 	assumeCalls  []AssumeRoleCall
 	invocations  []Invocation
 	billing      map[billingKey]*BillingRow
+	daily        map[dailyKey]*BillLine
 	assumeFailer func(context.Context, AssumeRoleCall) *Fault
 	// promptCache holds the cached prompt prefixes by key.
 	promptCache map[string]cacheEntry
@@ -199,6 +200,7 @@ func New(opts Options) *Server {
 		roles:       make(map[string]bool, len(opts.Roles)),
 		creds:       make(map[string]*credential),
 		billing:     make(map[billingKey]*BillingRow),
+		daily:       make(map[dailyKey]*BillLine),
 		promptCache: make(map[string]cacheEntry),
 		asyncJobs:   make(map[string]*asyncJob),
 		asyncTokens: make(map[string]string),

@@ -36,6 +36,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/server"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
@@ -79,6 +80,10 @@ type Config struct {
 	OpenAI proxy.OpenAIConfig `yaml:"openai"`
 	// Usage configures the usage ledger and usage metrics.
 	Usage UsageConfig `yaml:"usage"`
+	// Pricing overrides and extends the shipped price catalogue, which
+	// prices every request's tokens in the ledger, the cost counter and
+	// budgets.
+	Pricing pricing.Config `yaml:"pricing"`
 	// Async configures the record of who started each asynchronous
 	// invocation.
 	Async AsyncConfig `yaml:"async"`
@@ -393,6 +398,7 @@ func (c *Config) Validate() error {
 	under(block("proxy"), c.proxySettings().Validate())
 	under(block("usage"), c.ledgerConfig().Validate())
 	under(block("usage"), c.metricsConfig().Validate())
+	under(block("pricing"), c.Pricing.Validate())
 	under(block("async"), c.asyncConfig().Validate())
 	if _, err := c.Log.level(); err != nil {
 		add("log.level: %v", err)

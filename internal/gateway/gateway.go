@@ -25,6 +25,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
@@ -453,7 +454,12 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	prices, err := pricing.New(cfg.Pricing)
+	if err != nil {
+		return nil, err // "pricing." named by New
+	}
 	pc := cfg.proxySettings()
+	pc.Prices = prices
 	pc.Endpoint, pc.Region, pc.RootCAs = g.endpoint, g.cfg.AWS.Region, g.roots
 	pc.Authenticator = &auth.Authenticator{Keys: auth.NewDynamicKeyVerifier(keys.Current), OIDC: verifier, Headers: cfg.Auth.TrustedHeaders}
 	pc.Resolver, pc.Policy, pc.Credentials = resolver, pol, g.cache

@@ -101,6 +101,10 @@ type Config struct {
 
 	// Usage receives one record per request. Optional.
 	Usage UsageSink
+	// Prices prices each request's tokens for its usage record (and so
+	// the ledger, the cost counter and budgets). Optional: without it a
+	// request that consumed tokens has no cost (null), never $0.
+	Prices Pricer
 	// Policy admits or refuses authenticated requests (model allow-lists,
 	// request and token limits). Optional.
 	Policy Policy

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -116,6 +117,8 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 	if u.ClientGone && u.Status < 400 && sw.status == 0 {
 		u.Status = statusClientClosed
 	}
+	u.Region = p.cfg.Region
+	u.Cost = p.cost(&u)
 	if p.cfg.Policy != nil && st.identity != nil && u.Tokens != (usage.Tokens{}) {
 		p.cfg.Policy.Spent(*st.identity, u.Tokens)
 	}
@@ -123,6 +126,25 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 		p.cfg.Usage.Record(u)
 	}
 	p.accessLog(r, sw, st, &u)
+}
+
+// noCost is the cost of every request that consumed no tokens, shared
+// (sinks only read a Record) so that most refusals allocate nothing.
+var noCost pricing.Money
+
+// cost is what u's tokens cost, or nil when they have no price.
+func (p *Proxy) cost(u *usage.Record) *pricing.Money {
+	if u.Tokens == (usage.Tokens{}) {
+		return &noCost
+	}
+	if p.cfg.Prices == nil {
+		return nil
+	}
+	c, ok := p.cfg.Prices.Cost(u.Region, u.Model, pricing.Tokens{u.Input, u.Output, u.CacheRead, u.CacheWrite})
+	if !ok {
+		return nil
+	}
+	return &c
 }
 
 // accessLog writes the request's one log line: who called, what, the

@@ -31,6 +31,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/sigv4"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
@@ -54,6 +55,12 @@ type CredentialSource interface {
 // forwarded, once its answer is complete.
 type UsageSink interface {
 	Record(usage.Record)
+}
+
+// Pricer prices tokens of a model in a Region: *pricing.Catalogue. ok
+// is false when it has no price for the model.
+type Pricer interface {
+	Cost(region, model string, t pricing.Tokens) (cost pricing.Money, ok bool)
 }
 
 // Policy decides whether an authenticated caller may make a request

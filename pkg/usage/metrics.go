@@ -94,6 +94,8 @@ type Metrics struct {
 	ttfb        *prometheus.HistogramVec // operation
 	disconnects *prometheus.CounterVec   // operation
 	streamCuts  *prometheus.CounterVec   // operation
+	cost        *prometheus.CounterVec   // operation, model, team, tenant
+	unpriced    *prometheus.CounterVec   // operation, model
 
 	teams, tenants, models labelSet
 }
@@ -135,6 +137,14 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 			Name: "bedrock_gateway_upstream_stream_cuts_total",
 			Help: "Event streams Bedrock ended before finishing them, after HTTP 200 (connection closed or reset, or ended inside a frame), by operation.",
 		}, []string{"operation"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_cost_usd_total",
+			Help: "What Bedrock charges for the tokens it reported, in US dollars at the price catalogue's on-demand prices, by operation, model, team and tenant.",
+		}, []string{"operation", "model", "team", "tenant"}),
+		unpriced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_unpriced_requests_total",
+			Help: "Requests that consumed tokens of a model the price catalogue has no price for (their cost is null in the ledger and missing from bedrock_gateway_cost_usd_total), by operation and model.",
+		}, []string{"operation", "model"}),
 		teams:   newLabelSet(cfg.Teams),
 		tenants: newLabelSet(cfg.Tenants),
 		models:  newLabelSet(cfg.Models),
@@ -156,7 +166,7 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 
 // register registers every metric on r, or none.
 func (m *Metrics) register(r prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.requests, m.tokens, m.duration, m.ttfb, m.disconnects, m.streamCuts}
+	cs := []prometheus.Collector{m.requests, m.tokens, m.duration, m.ttfb, m.disconnects, m.streamCuts, m.cost, m.unpriced}
 	for i, c := range cs {
 		if err := r.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -204,6 +214,12 @@ func (m *Metrics) Record(r Record) {
 	}
 	if r.ErrorType == ErrorUpstreamStreamCut {
 		m.streamCuts.WithLabelValues(op).Inc()
+	}
+	switch {
+	case r.Cost == nil && r.Tokens != (Tokens{}):
+		m.unpriced.WithLabelValues(op, model).Inc()
+	case r.Cost != nil && *r.Cost > 0:
+		m.cost.WithLabelValues(op, model, team, tenant).Add(r.Cost.Float64())
 	}
 }
 

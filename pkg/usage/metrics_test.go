@@ -1,6 +1,8 @@
 package usage
 
 import (
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
+
 	"errors"
 	"fmt"
 	"net/http"
@@ -285,6 +287,10 @@ func TestMetricsCardinality(t *testing.T) {
 		if i%3 == 0 {
 			r.ErrorType = ErrorUpstreamStreamCut
 		}
+		if i%2 == 0 { // priced; the others count as unpriced
+			c := pricing.Money(1_000_000 * (i + 1))
+			r.Cost = &c
+		}
 		if i%7 == 0 {
 			r.Team, r.Tenant, r.Model, r.Operation = "", "", "", fmt.Sprintf("Op%d", i)
 		}
@@ -304,8 +310,8 @@ func TestMetricsCardinality(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 6 {
-		t.Errorf("gathered %d metric families, want 6", len(mfs))
+	if len(mfs) != 8 {
+		t.Errorf("gathered %d metric families, want 8", len(mfs))
 	}
 	for _, mf := range mfs {
 		values := map[string]map[string]bool{}
@@ -441,4 +447,34 @@ func (r *failingRegisterer) Register(c prometheus.Collector) error {
 		return errRegister
 	}
 	return r.Registerer.Register(c)
+}
+
+// TestCostMetrics: priced requests add their exact cost to
+// bedrock_gateway_cost_usd_total; a request with tokens and no price
+// counts in bedrock_gateway_unpriced_requests_total and adds nothing; one
+// with no tokens is neither.
+func TestCostMetrics(t *testing.T) {
+	m, reg := newTestMetrics(t, MetricsConfig{Teams: []string{"ds"}, Models: []string{"m"}})
+	price := func(s string) *pricing.Money {
+		c, err := pricing.ParseMoney(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+	tok := Tokens{Input: 1234}
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok, Cost: price("0.003702")})
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok, Cost: price("0.5")})
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok})     // unpriced
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 403})                  // no tokens, nil cost
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 403, Cost: price("0")}) // no tokens, $0
+	if got := testutil.ToFloat64(m.cost.WithLabelValues("Converse", "m", "ds", LabelNone)); got != 0.503702 {
+		t.Errorf("cost_usd_total = %v, want 0.503702", got)
+	}
+	if got := testutil.ToFloat64(m.unpriced.WithLabelValues("Converse", "m")); got != 1 {
+		t.Errorf("unpriced_requests_total = %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(reg, "bedrock_gateway_unpriced_requests_total", "bedrock_gateway_cost_usd_total"); n != 2 {
+		t.Errorf("%d cost and unpriced series, want 2", n)
+	}
 }
