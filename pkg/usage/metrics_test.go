@@ -465,8 +465,8 @@ func TestCostMetrics(t *testing.T) {
 	tok := Tokens{Input: 1234}
 	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok, Cost: price("0.003702")})
 	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok, Cost: price("0.5")})
-	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok})     // unpriced
-	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 403})                  // no tokens, nil cost
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 200, Tokens: tok})      // unpriced
+	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 403})                   // no tokens, nil cost
 	m.Record(Record{Operation: "Converse", Model: "m", Team: "ds", Status: 403, Cost: price("0")}) // no tokens, $0
 	if got := testutil.ToFloat64(m.cost.WithLabelValues("Converse", "m", "ds", LabelNone)); got != 0.503702 {
 		t.Errorf("cost_usd_total = %v, want 0.503702", got)
