@@ -196,7 +196,29 @@ func (l *Ledger) open() error {
 		return fmt.Errorf("open usage ledger %s: not a regular file", l.path)
 	}
 	l.f, l.w, l.size = f, f, fi.Size()
+	if l.size > 0 && !endsInNewline(l.path, l.size) {
+		// The last record's write was cut short (the machine crashed
+		// mid-write): end that fragment, so that the next record is a
+		// line of its own rather than glued to it.
+		n, _ := f.Write([]byte{'\n'})
+		l.size += int64(n)
+	}
 	return nil
+}
+
+// endsInNewline reports whether the file at path, of the given size, ends
+// in '\n'; a file it cannot read is taken to.
+func endsInNewline(path string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], size-1); err != nil {
+		return true
+	}
+	return b[0] == '\n'
 }
 
 // Record appends r to the ledger as one JSON line. It fills in Time (if
@@ -278,7 +300,7 @@ func (l *Ledger) flushLocked() {
 	l.writeErrors.Add(int64(bytes.Count(l.buf[n:], []byte{'\n'})))
 	if n > 0 && l.buf[n-1] != '\n' {
 		// End the fragment so the next record starts on a line of its
-		// own; a reader skips the one broken line.
+		// own; readers stop at the one broken line, naming it.
 		m, _ := l.w.Write([]byte{'\n'})
 		l.size += int64(m)
 	}

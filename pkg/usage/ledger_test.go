@@ -789,3 +789,35 @@ func TestReadLedger(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerAfterCrash: a ledger reopened over a file whose last record
+// was cut short by a crash ends that fragment first, so the records after
+// it are whole lines and only the fragment is unreadable.
+func TestLedgerAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "usage.jsonl")
+	rec, err := appendRecord(nil, &Record{RequestID: "0", Operation: "Converse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fragment := `{"time":"2026-11-30T04:00:00Z","request_id":"cut`
+	if err := os.WriteFile(path, append(append(rec, '\n'), fragment...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestLedger(t, LedgerConfig{Path: path})
+	l.Record(sample("1"))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 3 || lines[1] != fragment {
+		t.Fatalf("ledger lines = %q, want the record, the fragment alone, the new record", lines)
+	}
+	var r Record
+	if err := json.Unmarshal([]byte(lines[2]), &r); err != nil || r.RequestID != "1" {
+		t.Errorf("line after the fragment = %q (%v), want record 1", lines[2], err)
+	}
+}
