@@ -107,6 +107,7 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	defer g.Close(closeTimeout)
 	mux := http.NewServeMux()
 	mux.Handle("GET /_dev/billing", fake.BillingHandler())
+	mux.Handle("GET /_dev/cur", fake.CURHandler())
 	mux.Handle("/", g.Handler())
 
 	// Go and JavaScript SDKs send bearer tokens only over HTTPS.
@@ -155,6 +156,7 @@ bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing
 	}
 	fmt.Fprintf(w, `  invocation role  %s
   billing rows     %s/_dev/billing   (what CUR 2.0 would show; add ?format=table)
+  CUR 2.0 export   %s/_dev/cur       (the emulated bill as AWS writes it: Parquet, or ?format=csv)
   usage ledger     %s   (one JSON line per request, written as it happens)
 
 demo API keys (shown once, valid until this process stops):
@@ -167,8 +169,12 @@ try it:
     -d '{"messages":[{"role":"user","content":[{"text":"Hello there"}]}]}'
   curl -s '%s/_dev/billing?format=table'
 
+reconcile the emulated bill with the ledger (exit 0: every session's usage billed as recorded):
+  curl -s %s/_dev/cur -o bill.parquet
+  go run ./cmd/gateway reconcile --cur bill.parquet --ledger %s --bill-lag 0
+
 point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
-`, devInvokeRole, base, ledger, aliceKey, bobKey, base, aliceKey, base)
+`, devInvokeRole, base, base, ledger, aliceKey, bobKey, base, aliceKey, base, base, ledger)
 	if tlsAddr != nil {
 		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://%s\n  export AWS_CA_BUNDLE=%s\n", tlsAddr, certFile)
 	} else {

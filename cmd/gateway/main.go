@@ -9,6 +9,8 @@
 //	gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
 //	gateway keys create|list|revoke|rotate|update -config FILE ...
 //	gateway dev [-listen ADDR] [-tls-listen ADDR]
+//	gateway report --ledger FILE... [--group-by user,team,...]
+//	gateway reconcile --cur FILE... --ledger FILE...
 package main
 
 import (
@@ -23,6 +25,9 @@ import (
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/bedrock-gateway/gateway/pkg/reconcile"
+	"github.com/bedrock-gateway/gateway/pkg/report"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,6 +44,10 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], process{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has said why
+	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "gateway:", err)
@@ -52,8 +61,26 @@ const usageText = `usage:
                 (SIGHUP reloads the config; SIGTERM drains, then stops)
   gateway keys create|list|revoke|rotate|update -config FILE ...
                 (API keys; "gateway keys" shows each subcommand's flags)
-  gateway dev [-listen ADDR] [-tls-listen ADDR]   (AWS emulated in-process)
+  gateway dev [-listen ADDR] [-tls-listen ADDR] [-data DIR]   (AWS emulated in-process)
+  gateway report --ledger FILE... [--group-by user,team,tenant,cost_center,model,day,operation]
+                [--since DATE] [--until DATE] [--format table|csv|json]   (spend from the usage ledger)
+  gateway reconcile --cur FILE... --ledger FILE... [--format table|json]
+                (the CUR 2.0 bill against the ledger: exit 0 reconciled, 1 findings, 2 bad input)
   gateway version`
+
+// exitCode is the exit status of a command that reports its own outcome
+// (report, reconcile): main exits with it and prints nothing more.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// exit turns a command's exit status into run's result.
+func exit(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitCode(code)
+}
 
 // process is what run takes from the process it runs in. main sets the
 // environment and output streams and leaves the rest nil; tests set the
@@ -94,6 +121,10 @@ func run(ctx context.Context, args []string, p process) error {
 		return cmdKeys(args[1:], p)
 	case "dev":
 		return cmdDev(ctx, args[1:], p)
+	case "report":
+		return exit(report.Run(args[1:], p.stdout, p.stderr))
+	case "reconcile":
+		return exit(reconcile.Run(args[1:], p.stdout, p.stderr))
 	case "version":
 		fmt.Fprintln(p.stdout, version)
 		return nil

@@ -86,7 +86,7 @@ func TestSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(ledger), `"operation":"ConverseStream","model":"amazon.nova-lite-v1:0","status":200`) ||
+	if !strings.Contains(string(ledger), `"operation":"ConverseStream","model":"amazon.nova-lite-v1:0","region":"us-east-1","status":200`) ||
 		!strings.Contains(string(ledger), `"output_tokens":`) {
 		t.Errorf("ledger lacks the stream's record:\n%s", ledger)
 	}

@@ -160,6 +160,7 @@ func TestEndToEndEveryRouteAndLedger(t *testing.T) {
 	if diff := cmp.Diff(bill, ledger); diff != "" {
 		t.Errorf("ledger token totals per session differ from the bill (-bill +ledger):\n%s", diff)
 	}
+	assertReconciles(t, e.fake, e.ledger)
 }
 
 // billedTokens sums the emulated bill's token rows per principal; other

@@ -2,10 +2,12 @@ package fakeaws
 
 import (
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/bedrock-gateway/gateway/pkg/cur"
 	"github.com/bedrock-gateway/gateway/pkg/pricing"
 )
 
@@ -16,8 +18,9 @@ import (
 // catalogue ("USE1-Claude4.5Sonnet-input-tokens", with
 // "-cross-region-global" for global profiles) and its cost is the
 // catalogue's on-demand price: what AWS would bill for the same calls.
-// A model the catalogue does not know keeps the fake's name
-// ("USE1-<modelId>-input-tokens") and costs 0, Priced false.
+// A model the catalogue does not know is named by its ID
+// (pricing.Catalogue.UsageTypeOrID: "USE1-<modelId>-input-tokens") and
+// costs 0, Priced false.
 type BillLine struct {
 	Day          time.Time // UTC midnight
 	Account      string
@@ -48,10 +51,8 @@ func (s *Server) addBillLines(inv Invocation, tags map[string]string, tagKey str
 		if n[d] == 0 {
 			continue
 		}
-		usage, known := cat.UsageType(s.opts.Region, inv.ModelID, d)
-		if !known {
-			usage = regionCode(s.opts.Region) + "-" + inv.ModelID + "-" + fakeDirection[d]
-		}
+		usage := cat.UsageTypeOrID(s.opts.Region, inv.ModelID, d)
+		_, known := cat.UsageType(s.opts.Region, inv.ModelID, d)
 		k := dailyKey{day, inv.PrincipalARN, usage, inv.Operation, tagKey}
 		line := s.daily[k]
 		if line == nil {
@@ -68,9 +69,6 @@ func (s *Server) addBillLines(inv Invocation, tags map[string]string, tagKey str
 		}
 	}
 }
-
-// fakeDirection names directions in the fake's own usage types.
-var fakeDirection = [pricing.NumDirections]string{"input-tokens", "output-tokens", "cache-read-input-tokens", "cache-write-input-tokens"}
 
 // BillLines returns the emulated bill's token lines, sorted by day,
 // principal, usage type, operation and tags. ApplyGuardrail's text units
@@ -96,4 +94,45 @@ func (s *Server) BillLines() []BillLine {
 		out[i].Tags = maps.Clone(out[i].Tags)
 	}
 	return out
+}
+
+// CURLines is the emulated bill as CUR 2.0 line items (pkg/cur), one per
+// BillLine: daily Usage lines of product AmazonBedrock with the session
+// tags in the tags column, as a Data Export with IAM principal data holds
+// them once the tags are activated.
+func (s *Server) CURLines() []cur.Line {
+	lines := s.BillLines()
+	out := make([]cur.Line, len(lines))
+	for i, l := range lines {
+		period := time.Date(l.Day.Year(), l.Day.Month(), 1, 0, 0, 0, 0, time.UTC)
+		out[i] = cur.Line{
+			BillingPeriod: period, UsageStart: l.Day, UsageEnd: l.Day.AddDate(0, 0, 1),
+			Account: l.Account, ProductCode: "AmazonBedrock", ProductName: "Amazon Bedrock", BillingEntity: "AWS",
+			LineItemType: "Usage", Principal: l.IAMPrincipal, UsageType: l.UsageType, Operation: l.Operation,
+			UsageAmount: cur.QuantityOf(l.UsageAmount), UnblendedCost: l.Cost, Currency: "USD", Tags: l.Tags,
+		}
+	}
+	return out
+}
+
+// CURHandler serves the emulated bill as a CUR 2.0 export file:
+// ?format=parquet (the default, as AWS writes Data Exports) or csv.
+// `gateway dev` serves it as /_dev/cur so that `gateway reconcile` can be
+// tried on it.
+func (s *Server) CURHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lines := s.CURLines()
+		switch r.URL.Query().Get("format") {
+		case "", "parquet":
+			w.Header().Set("Content-Type", "application/vnd.apache.parquet")
+			w.Header().Set("Content-Disposition", `attachment; filename="cur2-emulated.parquet"`)
+			_ = cur.WriteParquet(w, lines)
+		case "csv":
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			w.Header().Set("Content-Disposition", `attachment; filename="cur2-emulated.csv"`)
+			_ = cur.WriteCSV(w, lines)
+		default:
+			http.Error(w, "format must be parquet or csv", http.StatusBadRequest)
+		}
+	})
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/bedrock-gateway/gateway/internal/logwriter"
 	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/budget"
 	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
 	"github.com/bedrock-gateway/gateway/pkg/pricing"
@@ -84,6 +85,9 @@ type Config struct {
 	// prices every request's tokens in the ledger, the cost counter and
 	// budgets.
 	Pricing pricing.Config `yaml:"pricing"`
+	// Budgets caps what users, teams, tenants and cost centers may spend
+	// per UTC day or month (hard: refused; soft: alerts only).
+	Budgets budget.Config `yaml:"budgets"`
 	// Async configures the record of who started each asynchronous
 	// invocation.
 	Async AsyncConfig `yaml:"async"`
@@ -399,6 +403,7 @@ func (c *Config) Validate() error {
 	under(block("usage"), c.ledgerConfig().Validate())
 	under(block("usage"), c.metricsConfig().Validate())
 	under(block("pricing"), c.Pricing.Validate())
+	under(func(string) string { return "" }, c.Budgets.Validate()) // its problems name budgets[i]
 	under(block("async"), c.asyncConfig().Validate())
 	if _, err := c.Log.level(); err != nil {
 		add("log.level: %v", err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/pkg/asyncjobs"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/budget"
 	"github.com/bedrock-gateway/gateway/pkg/fleet"
 	"github.com/bedrock-gateway/gateway/pkg/limits"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
@@ -93,17 +94,20 @@ type Gateway struct {
 	// fleet limiter in front of it.
 	policyLimiter policy.Limiter
 	fleetLimits   *fleet.Limiter // nil unless fleet mode is on
-	endpoint      *url.URL
-	fleet         *fleet.Store   // nil unless fleet mode is on
-	roots         *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
-	sinks         usage.Sinks
-	ledger        *usage.Ledger    // nil when usage.ledger is off
-	owners        *asyncjobs.Store // single replica: the ownership file; nil in fleet mode
-	asyncOwners   proxy.AsyncOwners
-	metrics       *proxy.Metrics
-	ops           *opsMetrics
-	ready         *readiness
-	stsHealth     *stsHealth
+	// budgets outlives config reloads, which Reload it: spend so far
+	// stays counted.
+	budgets     *budget.Tracker
+	endpoint    *url.URL
+	fleet       *fleet.Store   // nil unless fleet mode is on
+	roots       *x509.CertPool // aws.ca_bundle for STS and Bedrock; nil: the system's
+	sinks       usage.Sinks
+	ledger      *usage.Ledger    // nil when usage.ledger is off
+	owners      *asyncjobs.Store // single replica: the ownership file; nil in fleet mode
+	asyncOwners proxy.AsyncOwners
+	metrics     *proxy.Metrics
+	ops         *opsMetrics
+	ready       *readiness
+	stsHealth   *stsHealth
 	// stopHealth stops the STS health checks; healthDone is closed when
 	// they have.
 	stopHealth context.CancelFunc
@@ -203,6 +207,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 			return nil, err
 		}
 	}
+	if g.budgets, err = budget.New(cfg.Budgets, budget.Options{Fleet: g.fleet, Registerer: g.reg, Logger: g.log}); err != nil {
+		return nil, fmt.Errorf("budgets: %w", err)
+	}
+	closers = append(closers, g.closeBudgets)
+	g.rebuildBudgets()
 	if g.cache, err = sessioncache.New(sc); err != nil {
 		return nil, err
 	}
@@ -318,7 +327,30 @@ func (g *Gateway) Close(timeout time.Duration) {
 	g.cache.Close()
 	g.closeLedger()
 	g.closeOwners()
+	g.closeBudgets() // before the fleet store it sends spend to
 	g.closeFleet()
+}
+
+// rebuildBudgets counts, in a single replica, what the ledger records as
+// spent in the budgets' current periods: the ledger is where spend
+// survives a restart. In fleet mode Redis holds the fleet's spend.
+func (g *Gateway) rebuildBudgets() {
+	if g.fleet != nil || g.ledger == nil {
+		return
+	}
+	if err := g.budgets.RebuildFromLedger(g.cfg.ledgerConfig().Path); err != nil {
+		g.log.Error("budgets: reading the spend so far from the usage ledger failed; counting from zero", "error", err)
+	}
+}
+
+func (g *Gateway) closeBudgets() {
+	if g.budgets == nil {
+		return
+	}
+	if err := g.budgets.Close(); err != nil {
+		g.log.Error("budgets", "error", err)
+	}
+	g.budgets = nil
 }
 
 // shareState puts the fleet's shared STS budget and limits in place of
@@ -463,6 +495,9 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	pc.Endpoint, pc.Region, pc.RootCAs = g.endpoint, g.cfg.AWS.Region, g.roots
 	pc.Authenticator = &auth.Authenticator{Keys: auth.NewDynamicKeyVerifier(keys.Current), OIDC: verifier, Headers: cfg.Auth.TrustedHeaders}
 	pc.Resolver, pc.Policy, pc.Credentials = resolver, pol, g.cache
+	if g.budgets != nil {
+		pc.Budgets = g.budgets
+	}
 	pc.Logger, pc.UserAgent = g.log, "bedrock-gateway/"+g.opts.Version
 	pc.Usage, pc.Metrics = g.sinks, g.metrics
 	pc.AsyncOwners = g.asyncOwners

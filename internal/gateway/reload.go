@@ -91,6 +91,14 @@ func (g *Gateway) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	hadBudgets := len(g.sw.current().cfg.Budgets) > 0
+	if err := g.budgets.Reload(next.Budgets); err != nil {
+		gen.stop()
+		return err
+	}
+	if !hadBudgets {
+		g.rebuildBudgets() // a budget's period may have begun before it was configured
+	}
 	g.sw.swap(gen)
 	if g.opts.LogLevel != nil {
 		g.opts.LogLevel.Set(level)

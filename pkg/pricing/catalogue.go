@@ -4,6 +4,7 @@ import (
 	"cmp"
 	_ "embed"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -170,6 +171,26 @@ func (c *Catalogue) UsageType(region, model string, d Direction) (string, bool) 
 		return "", false
 	}
 	return UsageTypeParts{RegionCode: code, UsageName: p.UsageName, Direction: d, Global: p.Scope == "global"}.String(), true
+}
+
+// UsageTypeOrID is UsageType, or for a model the catalogue does not know,
+// "REGIONCODE-<model>" with the direction's ending
+// ("USE1-m-input-tokens"): the form `gateway dev`'s emulated bill gives
+// such models, so that a reconciliation in dev mode covers them too. A
+// real bill names an uncatalogued model otherwise, so its lines show as
+// mismatches until pricing.prices gives the model its usage_name.
+func (c *Catalogue) UsageTypeOrID(region, model string, d Direction) string {
+	if u, ok := c.UsageType(region, model, d); ok {
+		return u
+	}
+	code, ok := RegionCode(region)
+	if !ok {
+		code = strings.ToUpper(strings.ReplaceAll(region, "-", ""))
+	}
+	if d < 0 || d >= NumDirections {
+		return code + "-" + model
+	}
+	return code + "-" + model + directionSuffixes[d]
 }
 
 // Prices lists every row, sorted by model, Region and scope, for a

@@ -105,6 +105,9 @@ type Config struct {
 	// the ledger, the cost counter and budgets). Optional: without it a
 	// request that consumed tokens has no cost (null), never $0.
 	Prices Pricer
+	// Budgets refuses callers whose spend budget is spent (429, before
+	// any STS call) and is told what each request cost. Optional.
+	Budgets Budgets
 	// Policy admits or refuses authenticated requests (model allow-lists,
 	// request and token limits). Optional.
 	Policy Policy

@@ -119,6 +119,9 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 	}
 	u.Region = p.cfg.Region
 	u.Cost = p.cost(&u)
+	if p.cfg.Budgets != nil && st.identity != nil && u.Cost != nil && *u.Cost > 0 {
+		p.cfg.Budgets.Spend(*st.identity, *u.Cost)
+	}
 	if p.cfg.Policy != nil && st.identity != nil && u.Tokens != (usage.Tokens{}) {
 		p.cfg.Policy.Spent(*st.identity, u.Tokens)
 	}
@@ -132,9 +135,11 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 // (sinks only read a Record) so that most refusals allocate nothing.
 var noCost pricing.Money
 
-// cost is what u's tokens cost, or nil when they have no price.
+// cost is what u's tokens cost, or nil when they have no price. The
+// tokens of an operation Bedrock does not bill (CountTokens' estimate)
+// cost nothing.
 func (p *Proxy) cost(u *usage.Record) *pricing.Money {
-	if u.Tokens == (usage.Tokens{}) {
+	if u.Tokens == (usage.Tokens{}) || !usage.Billed(u.Operation) {
 		return &noCost
 	}
 	if p.cfg.Prices == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/budget"
 	"github.com/bedrock-gateway/gateway/pkg/policy"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
@@ -35,6 +36,9 @@ type Error struct {
 	// param names the request parameter at fault, for OpenAI-shaped
 	// answers ("" if none).
 	param string
+	// openAICode, if set, is the type and code of OpenAI-shaped answers
+	// in place of those the status implies.
+	openAICode string
 }
 
 func (e *Error) Error() string {
@@ -245,6 +249,19 @@ func policyError(err error) *Error {
 	default:
 		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while checking limits", Err: err}
 	}
+}
+
+// budgetError answers a request refused because a hard spend budget is
+// spent: 429 with the budget, its limit and its reset in the message, and
+// Retry-After until the reset. OpenAI's shape calls it insufficient_quota,
+// as OpenAI does for a spent quota.
+func budgetError(err error) *Error {
+	var be *budget.ExceededError
+	if !errors.As(err, &be) {
+		return &Error{Status: http.StatusInternalServerError, Type: typeInternal, Msg: "internal error while checking budgets", Err: err}
+	}
+	return &Error{Status: http.StatusTooManyRequests, Type: typeThrottling, Msg: be.Error(), RetryAfter: be.RetryAfter,
+		Err: err, openAICode: "insufficient_quota"}
 }
 
 // credentialError maps a session-cache failure to the client's answer. The

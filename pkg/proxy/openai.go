@@ -113,6 +113,8 @@ func speakOpenAI(next http.Handler) http.Handler {
 // type and code.
 func openAIErrorCode(e *Error) (typ, code string) {
 	switch {
+	case e.openAICode != "":
+		return e.openAICode, e.openAICode
 	case e.Status == http.StatusUnauthorized:
 		return "invalid_request_error", "invalid_api_key"
 	case e.Status == http.StatusForbidden:

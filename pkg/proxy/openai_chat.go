@@ -74,7 +74,7 @@ func (p *Proxy) prepareChat(w http.ResponseWriter, r *http.Request, st *reqState
 	}
 	st.specVal = spec
 	out.spec = &st.specVal
-	if err = p.admit(*st.identity, opChatCompletions, modelID); err != nil {
+	if err = p.admit(r.Context(), *st.identity, opChatCompletions, modelID); err != nil {
 		return out, err
 	}
 	base := strings.TrimSuffix(p.cfg.Endpoint.EscapedPath(), "/")

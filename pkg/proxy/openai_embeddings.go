@@ -63,7 +63,7 @@ func (p *Proxy) embeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	st.specVal = spec
 	st.spec = &st.specVal
-	if e := p.admit(*st.identity, opEmbeddings, modelID); e != nil {
+	if e := p.admit(r.Context(), *st.identity, opEmbeddings, modelID); e != nil {
 		p.fail(w, r, e)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // outbound is the upstream request prepare builds. Once prepare succeeds
@@ -72,7 +73,7 @@ func (p *Proxy) prepare(w http.ResponseWriter, r *http.Request, rt route, st *re
 	}
 	st.specVal = spec
 	out.spec = &st.specVal
-	if err = p.admit(*id, rt.op, t.model); err != nil {
+	if err = p.admit(r.Context(), *id, rt.op, t.model); err != nil {
 		return out, err
 	}
 	if err = p.checkAsyncOwner(r.Context(), rt.op, t, out.spec); err != nil {
@@ -197,13 +198,18 @@ func (p *Proxy) resolve(id auth.Identity) (tenancy.SessionSpec, *Error) {
 	return spec, nil
 }
 
-// admit asks the Policy, if any, whether the caller may make the call.
-func (p *Proxy) admit(id auth.Identity, op, model string) *Error {
-	if p.cfg.Policy == nil {
-		return nil
+// admit asks the Policy, if any, whether the caller may make the call,
+// then the Budgets whether the caller has budget left for a billed one.
+func (p *Proxy) admit(ctx context.Context, id auth.Identity, op, model string) *Error {
+	if p.cfg.Policy != nil {
+		if err := p.cfg.Policy.Admit(id, op, model); err != nil {
+			return policyError(err)
+		}
 	}
-	if err := p.cfg.Policy.Admit(id, op, model); err != nil {
-		return policyError(err)
+	if p.cfg.Budgets != nil && usage.Billed(op) {
+		if err := p.cfg.Budgets.Check(ctx, id); err != nil {
+			return budgetError(err)
+		}
 	}
 	return nil
 }

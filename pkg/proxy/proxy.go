@@ -31,6 +31,7 @@ import (
 
 	"github.com/bedrock-gateway/gateway/internal/sigv4"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/budget"
 	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
@@ -61,6 +62,17 @@ type UsageSink interface {
 // is false when it has no price for the model.
 type Pricer interface {
 	Cost(region, model string, t pricing.Tokens) (cost pricing.Money, ok bool)
+}
+
+// Budgets holds the callers' spend budgets: *budget.Tracker.
+type Budgets interface {
+	// Check returns nil, or a *budget.ExceededError when a hard budget
+	// that applies to id is spent.
+	Check(ctx context.Context, id auth.Identity) error
+	// Spend charges what one of id's requests cost.
+	Spend(id auth.Identity, cost pricing.Money)
+	// Describe lists the budgets that apply to id, for /gateway/whoami.
+	Describe(ctx context.Context, id auth.Identity) []budget.Status
 }
 
 // Policy decides whether an authenticated caller may make a request

@@ -3,8 +3,10 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/pkg/budget"
+	"github.com/bedrock-gateway/gateway/pkg/tenancy"
 )
 
 // whoami answers GET /gateway/whoami: what the gateway would do for the
@@ -40,7 +42,8 @@ func (p *Proxy) whoami(w http.ResponseWriter, r *http.Request) {
 			// line_item_iam_principal.
 			PrincipalARN string `json:"principal_arn"`
 		} `json:"session"`
-		Policy any `json:"policy,omitempty"`
+		Policy  any             `json:"policy,omitempty"`
+		Budgets []budget.Status `json:"budgets,omitempty"`
 	}{}
 	out.Identity.User, out.Identity.Label, out.Identity.Team, out.Identity.Tenant = id.User, id.Label, id.Team, id.Tenant
 	out.Identity.CostCenter, out.Identity.Method, out.Identity.KeyID = id.CostCenter, id.Method, id.KeyID
@@ -58,24 +61,15 @@ func (p *Proxy) whoami(w http.ResponseWriter, r *http.Request) {
 	for _, t := range spec.Tags {
 		out.Session.Tags = append(out.Session.Tags, tag{t.Key, t.Value})
 	}
-	out.Session.PrincipalARN = assumedRoleARN(spec.RoleARN, spec.SessionName)
+	out.Session.PrincipalARN, _ = tenancy.PrincipalARN(spec.RoleARN, spec.SessionName)
 	if p.cfg.Policy != nil {
 		out.Policy = p.cfg.Policy.Describe(id)
+	}
+	if p.cfg.Budgets != nil {
+		out.Budgets = p.cfg.Budgets.Describe(r.Context(), id)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
-}
-
-// assumedRoleARN is the principal ARN of a session of roleARN:
-// arn:aws:iam::ACCT:role/path/NAME becomes
-// arn:aws:sts::ACCT:assumed-role/NAME/SESSION (the path is dropped).
-func assumedRoleARN(roleARN, session string) string {
-	parts := strings.SplitN(roleARN, ":", 6) // arn:PARTITION:iam::ACCOUNT:role/[path/]NAME
-	if len(parts) != 6 {
-		return ""
-	}
-	name := parts[5][strings.LastIndexByte(parts[5], '/')+1:]
-	return "arn:" + parts[1] + ":sts::" + parts[4] + ":assumed-role/" + name + "/" + session
 }

@@ -70,3 +70,8 @@ type Record struct {
 	// complete.
 	ClientGone bool `json:"client_gone,omitempty"`
 }
+
+// Billed reports whether Bedrock bills the tokens a record of operation
+// carries: every operation but CountTokens, whose tokens are an estimate
+// of what a call would use.
+func Billed(operation string) bool { return operation != "CountTokens" }
