@@ -120,10 +120,11 @@ type column struct {
 
 // closedResult is the closed-loop runs of one proxy, added up.
 type closedResult struct {
-	rps     float64 // the median of the rounds
-	mallocs float64 // heap allocations per request in the proxies' process
-	bytes   float64 // heap bytes allocated per request in the proxies' process
-	conns   float64 // upstream connections opened per 1,000 requests
+	rps     float64       // the median of the rounds
+	mallocs float64       // heap allocations per request in the proxies' process
+	bytes   float64       // heap bytes allocated per request in the proxies' process
+	conns   float64       // upstream connections opened per 1,000 requests
+	cpu     time.Duration // CPU time per request in the proxies' process
 }
 
 // rounds is how many times each closed loop runs, bare and gateway taking
@@ -210,13 +211,16 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 		rps                     []float64
 		requests                int64
 		mallocs, bytes, accepts uint64
+		cpu                     time.Duration
 	}
 	for range rounds {
 		for i, c := range []command{bare, gw} {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
+			cpu0 := cpuTime()
 			r, err := ld.do(c)
+			cpu1 := cpuTime()
 			runtime.ReadMemStats(&after)
 			if err != nil {
 				return closedResult{}, closedResult{}, err
@@ -226,6 +230,7 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 			res[i].mallocs += after.Mallocs - before.Mallocs
 			res[i].bytes += after.TotalAlloc - before.TotalAlloc
 			res[i].accepts += uint64(r.Accepts)
+			res[i].cpu += cpu1 - cpu0
 		}
 	}
 	var out [2]closedResult
@@ -233,7 +238,7 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 		slices.Sort(r.rps)
 		n := float64(r.requests)
 		out[i] = closedResult{rps: r.rps[len(r.rps)/2], mallocs: float64(r.mallocs) / n, bytes: float64(r.bytes) / n,
-			conns: float64(r.accepts) * 1000 / n}
+			conns: float64(r.accepts) * 1000 / n, cpu: time.Duration(float64(r.cpu) / n)}
 	}
 	return out[0], out[1], nil
 }
@@ -384,6 +389,9 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("stream first event, added p50 / p99", func(c column) string { return added(c.bareFirst, c.gwFirst, 50, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareFirst, 50, 99) })
 	row("open-loop calls failed, gateway (bare)", func(c column) string { return fmt.Sprintf("%d (%d)", c.failed[1], c.failed[0]) })
+	row("CPU/req in the proxy, gateway (bare)", func(c column) string {
+		return fmt.Sprintf("%.1f µs (%.1f µs), +%.0f%%", us(c.gw.cpu), us(c.bare.cpu), 100*(float64(c.gw.cpu)/float64(c.bare.cpu)-1))
+	})
 	row("allocs/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%.0f (%.0f)", c.gw.mallocs, c.bare.mallocs) })
 	row("bytes/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%s (%s)", size(c.gw.bytes), size(c.bare.bytes)) })
 	row("added allocs/req, added bytes/req", func(c column) string {
@@ -452,6 +460,8 @@ func added(bare, gw []time.Duration, ps ...float64) string {
 	}
 	return out + " ms"
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
 
