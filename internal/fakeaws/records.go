@@ -1,6 +1,8 @@
 package fakeaws
 
 import (
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
+
 	"maps"
 	"net/http"
 	"net/url"
@@ -160,7 +162,7 @@ func (s *Server) addInvocation(inv Invocation) {
 		}
 	}
 	tagKey := canonicalTags(tags)
-	prefix := regionCode(s.opts.Region)
+	prefix := pricing.RegionCodeOrName(s.opts.Region)
 	model := prefix + "-" + inv.ModelID + "-"
 	for _, u := range []struct {
 		usage string
@@ -239,40 +241,6 @@ func canonicalTags(tags map[string]string) string {
 		b.WriteByte(0)
 	}
 	return b.String()
-}
-
-// regionCode returns the prefix AWS puts on usage types for region, e.g.
-// "USE1" for us-east-1 and "EU" for eu-west-1 (AWS pricing usage-type
-// codes). Regions not in the table get their name upper-cased without
-// dashes.
-func regionCode(region string) string {
-	codes := map[string]string{
-		"us-east-1":      "USE1",
-		"us-east-2":      "USE2",
-		"us-west-1":      "USW1",
-		"us-west-2":      "USW2",
-		"ca-central-1":   "CAN1",
-		"eu-west-1":      "EU",
-		"eu-west-2":      "EUW2",
-		"eu-west-3":      "EUW3",
-		"eu-central-1":   "EUC1",
-		"eu-central-2":   "EUC2",
-		"eu-north-1":     "EUN1",
-		"eu-south-1":     "EUS1",
-		"ap-northeast-1": "APN1",
-		"ap-northeast-2": "APN2",
-		"ap-northeast-3": "APN3",
-		"ap-southeast-1": "APS1",
-		"ap-southeast-2": "APS2",
-		"ap-south-1":     "APS3",
-		"sa-east-1":      "SAE1",
-		"us-gov-west-1":  "UGW1",
-		"us-gov-east-1":  "UGE1",
-	}
-	if c, ok := codes[region]; ok {
-		return c
-	}
-	return strings.ToUpper(strings.ReplaceAll(region, "-", ""))
 }
 
 // redactHeaders returns a copy of h safe to keep: the Authorization

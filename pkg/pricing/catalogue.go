@@ -4,7 +4,6 @@ import (
 	"cmp"
 	_ "embed"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -183,10 +182,7 @@ func (c *Catalogue) UsageTypeOrID(region, model string, d Direction) string {
 	if u, ok := c.UsageType(region, model, d); ok {
 		return u
 	}
-	code, ok := RegionCode(region)
-	if !ok {
-		code = strings.ToUpper(strings.ReplaceAll(region, "-", ""))
-	}
+	code := RegionCodeOrName(region)
 	if d < 0 || d >= NumDirections {
 		return code + "-" + model
 	}

@@ -58,6 +58,16 @@ var directionSuffixes = [NumDirections]string{
 // price, and the bill shows them under the plain name.
 const globalSuffix = "-cross-region-global"
 
+// RegionCodeOrName is RegionCode, or for a Region without a known code
+// its name upper-cased without dashes ("XXNEW1" for xx-new-1): a prefix
+// for usage types of Regions the table does not list yet.
+func RegionCodeOrName(region string) string {
+	if c, ok := RegionCode(region); ok {
+		return c
+	}
+	return strings.ToUpper(strings.ReplaceAll(region, "-", ""))
+}
+
 // UsageTypeParts is a Bedrock token usage type taken apart.
 type UsageTypeParts struct {
 	RegionCode string    // "USE1"
