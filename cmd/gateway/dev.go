@@ -45,7 +45,8 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(p.stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "plain-HTTP data-plane address (curl, boto3)")
-	tlsListen := fs.String("tls-listen", "127.0.0.1:8443", "HTTPS data-plane address (Go and JS SDKs need HTTPS for bearer tokens); empty to disable")
+	tlsListen := fs.String("tls-listen", "127.0.0.1:8443", "HTTPS data-plane address (the Go SDK sends bearer tokens only over HTTPS); empty to disable")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9090", "admin address (/metrics, /healthz, /readyz); off to disable")
 	dataDir := fs.String("data", "", "directory for the demo key store and certificate (default: a new temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,7 +55,11 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	dir := *dataDir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "bedrock-gateway-dev-")
 		if err != nil {
 			return err
@@ -93,7 +98,7 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	}
 
 	cfg := gateway.Default()
-	cfg.Listen, cfg.Admin.Listen, cfg.Server.DrainDelay = *listen, gateway.AdminOff, 0
+	cfg.Listen, cfg.Admin.Listen, cfg.Server.DrainDelay = *listen, *adminListen, 0
 	cfg.AWS = gateway.AWSConfig{Region: devRegion, STSEndpoint: fakeURL, BedrockRuntimeEndpoint: fakeURL}
 	cfg.Session.RoleARN, cfg.Auth.APIKeysFile = devInvokeRole, keysFile
 	cfg.Usage.Ledger, cfg.Log.Format = filepath.Join(dir, "usage.jsonl"), "text"
@@ -110,7 +115,7 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 	mux.Handle("GET /_dev/cur", fake.CURHandler())
 	mux.Handle("/", g.Handler())
 
-	// Go and JavaScript SDKs send bearer tokens only over HTTPS.
+	// The Go SDK sends bearer tokens only over HTTPS.
 	var certFile string
 	var tlsCfg *tls.Config
 	if *tlsListen != "" {
@@ -140,11 +145,19 @@ func cmdDev(ctx context.Context, args []string, p process) error {
 		tlsAddr = tln.Addr()
 		ls.Data = append(ls.Data, withTLS(tln, tlsCfg))
 	}
-	printDevBanner(p.stdout, ln.Addr().String(), tlsAddr, certFile, cfg.Usage.Ledger, keys[0], keys[1])
+	if cfg.Admin.Listen != gateway.AdminOff {
+		if ls.Admin, err = p.listen("admin", cfg.Admin.Listen); err != nil {
+			for _, l := range ls.Data {
+				l.Close()
+			}
+			return err
+		}
+	}
+	printDevBanner(p.stdout, ln.Addr().String(), tlsAddr, ls.Admin, certFile, cfg.Usage.Ledger, keys[0], keys[1])
 	return g.Serve(ctx, ls)
 }
 
-func printDevBanner(w io.Writer, addr string, tlsAddr net.Addr, certFile, ledger, aliceKey, bobKey string) {
+func printDevBanner(w io.Writer, addr string, tlsAddr net.Addr, admin net.Listener, certFile, ledger, aliceKey, bobKey string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, `
 bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing is billed)
@@ -153,6 +166,9 @@ bedrock-gateway dev: AWS IS EMULATED IN-PROCESS (no AWS account is used, nothing
 `, base)
 	if tlsAddr != nil {
 		fmt.Fprintf(w, "  gateway (HTTPS)  https://%s   (self-signed; CA bundle: %s)\n", tlsAddr, certFile)
+	}
+	if admin != nil {
+		fmt.Fprintf(w, "  admin            http://%s   (/metrics, /healthz, /readyz)\n", admin.Addr())
 	}
 	fmt.Fprintf(w, `  invocation role  %s
   billing rows     %s/_dev/billing   (what CUR 2.0 would show; add ?format=table)
@@ -173,7 +189,7 @@ reconcile the emulated bill with the ledger (exit 0: every session's usage bille
   curl -s %s/_dev/cur -o bill.parquet
   go run ./cmd/gateway reconcile --cur bill.parquet --ledger %s --bill-lag 0
 
-point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
+point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript; boto3 and the CLI read AWS_DEFAULT_REGION, not AWS_REGION):
 `, devInvokeRole, base, base, ledger, aliceKey, bobKey, base, aliceKey, base, base, ledger)
 	if tlsAddr != nil {
 		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://%s\n  export AWS_CA_BUNDLE=%s\n", tlsAddr, certFile)
@@ -181,10 +197,10 @@ point an AWS SDK at it (boto3, AWS CLI, Go, JavaScript):
 		fmt.Fprintf(w, "  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=%s\n", base)
 	}
 	fmt.Fprintf(w, `  export AWS_BEARER_TOKEN_BEDROCK=%s
-  export AWS_REGION=%s
+  export AWS_REGION=%s AWS_DEFAULT_REGION=%s
   aws bedrock-runtime converse --model-id anthropic.claude-3-haiku-20240307-v1:0 \
     --messages '[{"role":"user","content":[{"text":"Hello"}]}]'
 
 press Ctrl-C to stop.
-`, bobKey, devRegion)
+`, bobKey, devRegion, devRegion)
 }

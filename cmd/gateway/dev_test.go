@@ -31,36 +31,45 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// TestDev runs `gateway dev` as a newcomer does, follows its printed
-// example, and finds the call on the emulated bill under alice's session.
-func TestDev(t *testing.T) {
-	out := &lineWatcher{
-		re:    regexp.MustCompile(`(?s)gateway \(HTTP\)\s+(http://\S+).*alice@acme.org\s+team=data-science cost-center=12345\s+(\S+).*press Ctrl-C`),
-		found: make(chan []string, 1),
-	}
+// startDev runs `gateway dev` with args (on test listeners) until the
+// test ends, and returns its output once the banner matches re.
+func startDev(t *testing.T, re *regexp.Regexp, args ...string) (banner *lineWatcher, match []string) {
+	t.Helper()
+	out := &lineWatcher{re: re, found: make(chan []string, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-data", t.TempDir()},
-			testProcess(out, io.Discard))
+		done <- run(ctx, append([]string{"dev", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0",
+			"-admin-listen", "127.0.0.1:0", "-data", t.TempDir()}, args...), testProcess(out, io.Discard))
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("dev returned %v", err)
 		}
-	}()
-	var base, key string
+	})
 	select {
 	case m := <-out.found:
-		base, key = m[1], m[2]
+		return out, m
 	case err := <-done:
 		t.Fatalf("dev exited: %v\n%s", err, out.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no banner:\n%s", out.String())
 	}
+	return nil, nil
+}
+
+// TestDev runs `gateway dev` as a newcomer does, follows its printed
+// example, finds the call on the emulated bill under alice's session, and
+// scrapes the admin listener the banner names.
+func TestDev(t *testing.T) {
+	out, m := startDev(t, regexp.MustCompile(`(?s)gateway \(HTTP\)\s+(http://\S+).*admin\s+(http://\S+).*alice@acme.org\s+team=data-science cost-center=12345\s+(\S+).*press Ctrl-C`))
+	base, admin, key := m[1], m[2], m[3]
 	if !strings.Contains(out.String(), "EMULATED") {
 		t.Error("banner does not say AWS is emulated")
+	}
+	if !strings.Contains(out.String(), "export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1") {
+		t.Error("banner does not export AWS_DEFAULT_REGION (boto3 and the AWS CLI ignore AWS_REGION)")
 	}
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -106,4 +115,47 @@ func TestDev(t *testing.T) {
 			t.Errorf("row = %+v", row)
 		}
 	}
+
+	// The admin listener: ready, and the call above is in the metrics.
+	if code, body := getAdmin(t, client, admin+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d %q, want 200", code, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := getAdmin(t, client, admin+"/readyz")
+		if code == http.StatusOK && strings.TrimSpace(body) == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /readyz = %d %q, want 200 ok", code, body)
+		}
+		time.Sleep(50 * time.Millisecond) // polls the serving flag, set just after the listeners start
+	}
+	code, metrics := getAdmin(t, client, admin+"/metrics")
+	want := `bedrock_gateway_requests_total{code="2xx",model="other",operation="Converse",team="other",tenant="none"} 1`
+	if code != http.StatusOK || !strings.Contains(metrics, want) {
+		t.Errorf("GET /metrics = %d, want 200 with %s in:\n%s", code, want, metrics)
+	}
+}
+
+// TestDevAdminOff: -admin-listen off opens no admin listener.
+func TestDevAdminOff(t *testing.T) {
+	out, _ := startDev(t, regexp.MustCompile(`press Ctrl-C`), "-admin-listen", "off")
+	if strings.Contains(out.String(), "/metrics") {
+		t.Errorf("banner names an admin listener with -admin-listen off:\n%s", out.String())
+	}
+}
+
+func getAdmin(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }

@@ -14,18 +14,22 @@ import (
 )
 
 const keysUsage = `usage:
-  gateway keys create -config FILE --user U [--team T] [--tenant X] [--cost-center C]
+  gateway keys create STORE --user U [--team T] [--tenant X] [--cost-center C]
                       [--expires DURATION|RFC3339] [--platform-tenants A,B]
                       [--platform-tenant-pattern RE] [--platform-allow-user]
-  gateway keys list   -config FILE
-  gateway keys revoke -config FILE --id ID
-  gateway keys rotate -config FILE --id ID [--grace DURATION]
-  gateway keys update -config FILE --id ID [--team T] [--tenant X] [--cost-center C]
+  gateway keys list   STORE
+  gateway keys revoke STORE --id ID
+  gateway keys rotate STORE --id ID [--grace DURATION]
+  gateway keys update STORE --id ID [--team T] [--tenant X] [--cost-center C]
                       [--expires DURATION|RFC3339|never]
+STORE is -config FILE (the config's auth.api_keys_file; create and update refuse
+an identity its session rules cannot make an STS session of) or -keys FILE (the
+key store itself: no config needed, no such check).
 DURATION is a Go duration ("720h") or a number of days ("90d").`
 
-// cmdKeys manages gateway API keys in the key store the config names. A
-// running gateway picks up every change within its reload interval.
+// cmdKeys manages gateway API keys in a key store: the one the config
+// names, or one given by path. A running gateway picks up every change
+// within its reload interval.
 func cmdKeys(args []string, p process) error {
 	return keysCommand(args, p, time.Now)
 }
@@ -59,31 +63,64 @@ type keysCmd struct {
 	now func() time.Time
 }
 
-// flags returns a flag set for subcommand name with -config already
-// defined.
-func (k *keysCmd) flags(name string) (*flag.FlagSet, *string) {
+// storeFlags are the flags that name the key store: one of them is
+// required.
+type storeFlags struct{ config, keys string }
+
+// flags returns a flag set for subcommand name with -config and -keys
+// already defined.
+func (k *keysCmd) flags(name string) (*flag.FlagSet, *storeFlags) {
 	fs := flag.NewFlagSet("keys "+name, flag.ContinueOnError)
 	fs.SetOutput(k.stderr)
-	return fs, fs.String("config", "", "config file (required)")
+	var sf storeFlags
+	fs.StringVar(&sf.config, "config", "", "config file: its auth.api_keys_file is the key store, and identities are checked against its session rules")
+	fs.StringVar(&sf.keys, "keys", "", "key store file, instead of -config (no config is read, identities are not checked)")
+	return fs, &sf
 }
 
-// parse parses args, refuses positional arguments and a missing -config,
-// and loads the config.
-func (k *keysCmd) parse(fs *flag.FlagSet, configPath *string, args []string) (*gateway.Config, error) {
+// keyStore is the key store a command works on.
+type keyStore struct {
+	path string
+	// cfg, with -config, is the config whose session rules identities
+	// must satisfy; nil with -keys.
+	cfg *gateway.Config
+}
+
+// checkIdentity refuses an identity that could never become an STS
+// session under the config's rules; with -keys there are none to check.
+func (s keyStore) checkIdentity(id auth.Identity) error {
+	if s.cfg == nil {
+		return nil
+	}
+	return s.cfg.CheckIdentity(id)
+}
+
+// parse parses args, refuses positional arguments and anything but one of
+// -config and -keys, and finds the key store.
+func (k *keysCmd) parse(fs *flag.FlagSet, sf *storeFlags, args []string) (keyStore, error) {
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return keyStore{}, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%s: unexpected arguments: %q", fs.Name(), fs.Args())
+		return keyStore{}, fmt.Errorf("%s: unexpected arguments: %q", fs.Name(), fs.Args())
 	}
-	if *configPath == "" {
-		return nil, fmt.Errorf("%s: -config is required", fs.Name())
+	switch {
+	case sf.config != "" && sf.keys != "":
+		return keyStore{}, fmt.Errorf("%s: give -config or -keys, not both", fs.Name())
+	case sf.keys != "":
+		return keyStore{path: sf.keys}, nil
+	case sf.config == "":
+		return keyStore{}, fmt.Errorf("%s: -config or -keys is required", fs.Name())
 	}
-	return gateway.Load(*configPath, k.getenv)
+	cfg, err := gateway.Load(sf.config, k.getenv)
+	if err != nil {
+		return keyStore{}, err
+	}
+	return keyStore{path: cfg.Path(cfg.Auth.APIKeysFile), cfg: cfg}, nil
 }
 
 func (k *keysCmd) create(args []string) error {
-	fs, configPath := k.flags("create")
+	fs, sf := k.flags("create")
 	user := fs.String("user", "", "user ID the key authenticates as (required), e.g. alice@acme.org")
 	team := fs.String("team", "", "team, sent as a session tag")
 	tenant := fs.String("tenant", "", "tenant, sent as a session tag")
@@ -92,7 +129,7 @@ func (k *keysCmd) create(args []string) error {
 	pTenants := fs.String("platform-tenants", "", "make this a platform key that may assert these tenants (comma-separated)")
 	pPattern := fs.String("platform-tenant-pattern", "", "make this a platform key that may assert tenants matching this RE2 pattern (whole ID)")
 	pUser := fs.Bool("platform-allow-user", false, "let the platform key also assert an end user")
-	cfg, err := k.parse(fs, configPath, args)
+	store, err := k.parse(fs, sf, args)
 	if err != nil {
 		return err
 	}
@@ -112,10 +149,10 @@ func (k *keysCmd) create(args []string) error {
 	}
 	// Refuse a key whose identity could never become an STS session, now
 	// rather than at the user's first call.
-	if err := cfg.CheckIdentity(rec.Identity()); err != nil {
+	if err := store.checkIdentity(rec.Identity()); err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
-	key, rec, err := auth.IssueKey(cfg.Path(cfg.Auth.APIKeysFile), rec, now)
+	key, rec, err := auth.IssueKey(store.path, rec, now)
 	if err != nil {
 		return err
 	}
@@ -126,12 +163,12 @@ func (k *keysCmd) create(args []string) error {
 }
 
 func (k *keysCmd) list(args []string) error {
-	fs, configPath := k.flags("list")
-	cfg, err := k.parse(fs, configPath, args)
+	fs, sf := k.flags("list")
+	store, err := k.parse(fs, sf, args)
 	if err != nil {
 		return err
 	}
-	ks, err := auth.LoadKeyStore(cfg.Path(cfg.Auth.APIKeysFile))
+	ks, err := auth.LoadKeyStore(store.path)
 	if err != nil {
 		return err
 	}
@@ -156,16 +193,16 @@ func (k *keysCmd) list(args []string) error {
 }
 
 func (k *keysCmd) revoke(args []string) error {
-	fs, configPath := k.flags("revoke")
+	fs, sf := k.flags("revoke")
 	id := fs.String("id", "", "id of the key to revoke (required)")
-	cfg, err := k.parse(fs, configPath, args)
+	store, err := k.parse(fs, sf, args)
 	if err != nil {
 		return err
 	}
 	if *id == "" {
 		return errors.New("keys revoke: --id is required")
 	}
-	if err := auth.RevokeKey(cfg.Path(cfg.Auth.APIKeysFile), *id, k.now()); err != nil {
+	if err := auth.RevokeKey(store.path, *id, k.now()); err != nil {
 		return err
 	}
 	fmt.Fprintf(k.stderr, "revoked key %s; running gateways refuse it from their next reload.\n", *id)
@@ -173,10 +210,10 @@ func (k *keysCmd) revoke(args []string) error {
 }
 
 func (k *keysCmd) rotate(args []string) error {
-	fs, configPath := k.flags("rotate")
+	fs, sf := k.flags("rotate")
 	id := fs.String("id", "", "id of the key to replace (required)")
 	grace := fs.String("grace", "", "keep the old key working this long (720h, 1d); default: revoke it now")
-	cfg, err := k.parse(fs, configPath, args)
+	store, err := k.parse(fs, sf, args)
 	if err != nil {
 		return err
 	}
@@ -189,7 +226,7 @@ func (k *keysCmd) rotate(args []string) error {
 			return fmt.Errorf("keys rotate: --grace: want a positive duration, got %q", *grace)
 		}
 	}
-	key, rec, err := auth.RotateKey(cfg.Path(cfg.Auth.APIKeysFile), *id, k.now(), g)
+	key, rec, err := auth.RotateKey(store.path, *id, k.now(), g)
 	if err != nil {
 		return err
 	}
@@ -204,14 +241,14 @@ func (k *keysCmd) rotate(args []string) error {
 }
 
 func (k *keysCmd) update(args []string) error {
-	fs, configPath := k.flags("update")
+	fs, sf := k.flags("update")
 	id := fs.String("id", "", "id of the key to change (required)")
 	var team, tenant, costCenter, expires optString
 	fs.Var(&team, "team", "new team (\"\" removes it)")
 	fs.Var(&tenant, "tenant", "new tenant (\"\" removes it)")
 	fs.Var(&costCenter, "cost-center", "new cost center (\"\" removes it)")
 	fs.Var(&expires, "expires", "new expiry: a duration from now, an RFC 3339 time, or never")
-	cfg, err := k.parse(fs, configPath, args)
+	store, err := k.parse(fs, sf, args)
 	if err != nil {
 		return err
 	}
@@ -227,7 +264,7 @@ func (k *keysCmd) update(args []string) error {
 			return fmt.Errorf("keys update: --expires: %w", err)
 		}
 	}
-	err = auth.UpdateKey(cfg.Path(cfg.Auth.APIKeysFile), *id, func(r *auth.KeyRecord) error {
+	err = auth.UpdateKey(store.path, *id, func(r *auth.KeyRecord) error {
 		team.apply(&r.Team)
 		tenant.apply(&r.Tenant)
 		costCenter.apply(&r.CostCenter)
@@ -235,7 +272,7 @@ func (k *keysCmd) update(args []string) error {
 			r.ExpiresAt = expiry
 		}
 		// The changed key must still be expressible as an STS session.
-		return cfg.CheckIdentity(r.Identity())
+		return store.checkIdentity(r.Identity())
 	})
 	if err != nil {
 		return err

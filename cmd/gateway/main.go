@@ -7,8 +7,8 @@
 // Usage:
 //
 //	gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
-//	gateway keys create|list|revoke|rotate|update -config FILE ...
-//	gateway dev [-listen ADDR] [-tls-listen ADDR]
+//	gateway keys create|list|revoke|rotate|update -config FILE|-keys FILE ...
+//	gateway dev [-listen ADDR] [-tls-listen ADDR] [-admin-listen ADDR] [-data DIR]
 //	gateway report --ledger FILE... [--group-by user,team,...]
 //	gateway reconcile --cur FILE... --ledger FILE...
 package main
@@ -59,9 +59,9 @@ func main() {
 const usageText = `usage:
   gateway serve -config FILE [-listen ADDR] [-admin-listen ADDR]
                 (SIGHUP reloads the config; SIGTERM drains, then stops)
-  gateway keys create|list|revoke|rotate|update -config FILE ...
+  gateway keys create|list|revoke|rotate|update -config FILE|-keys FILE ...
                 (API keys; "gateway keys" shows each subcommand's flags)
-  gateway dev [-listen ADDR] [-tls-listen ADDR] [-data DIR]   (AWS emulated in-process)
+  gateway dev [-listen ADDR] [-tls-listen ADDR] [-admin-listen ADDR] [-data DIR]   (AWS emulated in-process)
   gateway report --ledger FILE... [--group-by user,team,tenant,cost_center,model,day,operation]
                 [--since DATE] [--until DATE] [--format table|csv|json]   (spend from the usage ledger)
   gateway reconcile --cur FILE... --ledger FILE... [--format table|json]

@@ -1,6 +1,6 @@
 // Package devcert writes a self-signed certificate for localhost, for
-// `gateway dev` and tests: AWS SDKs for Go and JavaScript send bearer
-// tokens only over HTTPS.
+// `gateway dev` and tests: the AWS SDK for Go sends bearer tokens only
+// over HTTPS.
 package devcert
 
 import (
@@ -20,8 +20,8 @@ import (
 
 // Write writes a self-signed certificate for localhost and
 // 127.0.0.1 (cert.pem, usable as its own CA bundle) and its key (key.pem)
-// to dir. `gateway dev` uses it because AWS SDKs for Go and JavaScript send
-// bearer tokens only over HTTPS.
+// to dir. `gateway dev` uses it because the AWS SDK for Go sends bearer
+// tokens only over HTTPS.
 func Write(dir string, now time.Time) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
