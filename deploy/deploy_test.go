@@ -65,8 +65,16 @@ func readYAMLDocs(t *testing.T, path string) []*yaml.Node {
 func TestEveryFileParses(t *testing.T) {
 	var n int
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			// Helm templates are Go templates, not YAML yet: helm_test.go
+			// lints and renders them.
+			if d.Name() == "templates" && strings.HasPrefix(filepath.ToSlash(path), "helm/") {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		switch filepath.Ext(path) {
 		case ".yaml", ".yml":
@@ -149,6 +157,7 @@ type volumeSource struct {
 
 type deployment struct {
 	Spec struct {
+		Replicas *int          `yaml:"replicas"`
 		Selector labelSelector `yaml:"selector"`
 		Template struct {
 			Metadata objectMeta `yaml:"metadata"`
@@ -246,17 +255,18 @@ type serviceMonitor struct {
 	} `yaml:"spec"`
 }
 
-// base is the kustomize base, loaded once per test.
+// base is the kustomize base (rendered from the Helm chart by
+// helm_test.go), loaded once per test.
 type base struct {
 	kust    kustomization
-	objects map[string]object // by kind
-	config  *gateway.Config   // the ConfigMap's config, through the gateway's loader
+	objects map[string][]object // by kind
+	config  *gateway.Config     // the ConfigMap's config, through the gateway's loader
 	cfgPath string
 }
 
 func loadBase(t *testing.T) *base {
 	t.Helper()
-	b := &base{objects: map[string]object{}}
+	b := &base{objects: map[string][]object{}}
 	kdocs := readYAMLDocs(t, filepath.Join(k8sDir, "kustomization.yaml"))
 	if err := kdocs[0].Decode(&b.kust); err != nil {
 		t.Fatal(err)
@@ -268,10 +278,7 @@ func loadBase(t *testing.T) *base {
 				t.Fatalf("%s: %v", r, err)
 			}
 			o.node = doc
-			if _, dup := b.objects[o.Kind]; dup {
-				t.Fatalf("%s: second %s; the base has one of each kind", r, o.Kind)
-			}
-			b.objects[o.Kind] = o
+			b.objects[o.Kind] = append(b.objects[o.Kind], o)
 		}
 	}
 	if len(b.kust.ConfigMapGenerator) != 1 || len(b.kust.ConfigMapGenerator[0].Files) != 1 {
@@ -286,12 +293,14 @@ func loadBase(t *testing.T) *base {
 	return b
 }
 
+// decode decodes the base's only object of a kind.
 func (b *base) decode(t *testing.T, kind string, v any) object {
 	t.Helper()
-	o, ok := b.objects[kind]
-	if !ok {
-		t.Fatalf("the kustomize base has no %s", kind)
+	objs := b.objects[kind]
+	if len(objs) != 1 {
+		t.Fatalf("the kustomize base has %d %s, want 1", len(objs), kind)
 	}
+	o := objs[0]
 	if err := o.node.Decode(v); err != nil {
 		t.Fatalf("%s: %v", kind, err)
 	}
@@ -324,25 +333,34 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 			t.Errorf("%s is not in kustomization.yaml", f)
 		}
 	}
-	want := map[string]string{
-		"ServiceAccount":          "v1",
-		"Deployment":              "apps/v1",
-		"Service":                 "v1",
-		"PodDisruptionBudget":     "policy/v1",
-		"HorizontalPodAutoscaler": "autoscaling/v2",
-		"ServiceMonitor":          "monitoring.coreos.com/v1",
+	want := map[string]struct {
+		api string
+		n   int
+	}{
+		"ServiceAccount":          {"v1", 1},
+		"Deployment":              {"apps/v1", 1},
+		"Service":                 {"v1", 2}, // data plane, and admin in-cluster only
+		"PodDisruptionBudget":     {"policy/v1", 1},
+		"HorizontalPodAutoscaler": {"autoscaling/v2", 1},
+		"ServiceMonitor":          {"monitoring.coreos.com/v1", 1},
 	}
-	for kind, api := range want {
-		o, ok := b.objects[kind]
-		if !ok {
-			t.Errorf("the kustomize base has no %s", kind)
-			continue
+	for kind, w := range want {
+		objs := b.objects[kind]
+		if len(objs) != w.n {
+			t.Errorf("the kustomize base has %d %s, want %d", len(objs), kind, w.n)
 		}
-		if o.APIVersion != api {
-			t.Errorf("%s apiVersion = %q, want %q", kind, o.APIVersion, api)
+		for _, o := range objs {
+			if o.APIVersion != w.api {
+				t.Errorf("%s apiVersion = %q, want %q", kind, o.APIVersion, w.api)
+			}
+			if o.Metadata.Name == "" || o.Metadata.Namespace != "" {
+				t.Errorf("%s metadata = %+v, want a name and no namespace", kind, o.Metadata)
+			}
 		}
-		if o.Metadata.Name == "" || o.Metadata.Namespace != "" {
-			t.Errorf("%s metadata = %+v, want a name and no namespace", kind, o.Metadata)
+	}
+	for kind := range b.objects {
+		if _, ok := want[kind]; !ok {
+			t.Errorf("the kustomize base has a %s, which this test does not check", kind)
 		}
 	}
 }
@@ -499,36 +517,38 @@ func TestServicePDBHPAServiceMonitor(t *testing.T) {
 	var d deployment
 	dep := b.decode(t, "Deployment", &d)
 	podLabels := d.Spec.Template.Metadata.Labels
-	selects := func(sel map[string]string, labels map[string]string) bool {
-		if len(sel) == 0 {
-			return false
-		}
-		for k, v := range sel {
-			if labels[k] != v {
-				return false
-			}
-		}
-		return true
-	}
 
-	var svc service
-	svcObj := b.decode(t, "Service", &svc)
-	if !selects(svc.Spec.Selector, podLabels) {
-		t.Errorf("Service selector %v does not select the pod labels %v", svc.Spec.Selector, podLabels)
-	}
+	// Two Services: the data plane (which a load balancer may front) and
+	// the admin port, in-cluster only.
 	containerPorts := map[string]bool{}
 	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
 		containerPorts[p.Name] = true
 	}
-	svcPorts := map[string]bool{}
-	for _, p := range svc.Spec.Ports {
-		svcPorts[p.Name] = true
-		if !containerPorts[p.TargetPort] {
-			t.Errorf("Service port %s targets %q, want a named container port", p.Name, p.TargetPort)
+	svcByPort := map[string]object{}
+	for _, o := range b.objects["Service"] {
+		var svc service
+		if err := o.node.Decode(&svc); err != nil {
+			t.Fatalf("Service %s: %v", o.Metadata.Name, err)
 		}
+		if !selects(svc.Spec.Selector, podLabels) {
+			t.Errorf("Service %s selector %v does not select the pod labels %v", o.Metadata.Name, svc.Spec.Selector, podLabels)
+		}
+		if len(svc.Spec.Ports) != 1 {
+			t.Errorf("Service %s has %d ports, want 1 (https or admin)", o.Metadata.Name, len(svc.Spec.Ports))
+			continue
+		}
+		p := svc.Spec.Ports[0]
+		if !containerPorts[p.TargetPort] {
+			t.Errorf("Service %s port %s targets %q, want a named container port", o.Metadata.Name, p.Name, p.TargetPort)
+		}
+		svcByPort[p.Name] = o
 	}
-	if !svcPorts["https"] || !svcPorts["admin"] {
-		t.Errorf("Service ports = %v, want https and admin", svcPorts)
+	if _, ok := svcByPort["https"]; !ok {
+		t.Error("no Service for the https port")
+	}
+	adminSvc, ok := svcByPort["admin"]
+	if !ok {
+		t.Fatal("no Service for the admin port")
 	}
 
 	var p pdb
@@ -542,6 +562,9 @@ func TestServicePDBHPAServiceMonitor(t *testing.T) {
 
 	var h hpa
 	b.decode(t, "HorizontalPodAutoscaler", &h)
+	if d.Spec.Replicas != nil {
+		t.Errorf("Deployment replicas = %d, want none: the HorizontalPodAutoscaler owns the count, and a replicas field resets it on every apply", *d.Spec.Replicas)
+	}
 	ref := h.Spec.ScaleTargetRef
 	if ref.Kind != "Deployment" || ref.Name != dep.Metadata.Name || ref.APIVersion != "apps/v1" {
 		t.Errorf("HPA scaleTargetRef = %+v, want apps/v1 Deployment %q", ref, dep.Metadata.Name)
@@ -570,14 +593,11 @@ func TestServicePDBHPAServiceMonitor(t *testing.T) {
 
 	var sm serviceMonitor
 	b.decode(t, "ServiceMonitor", &sm)
-	svcLabels := map[string]string{}
-	for k, v := range svcObj.Metadata.Labels {
-		svcLabels[k] = v
+	if !selects(sm.Spec.Selector.MatchLabels, adminSvc.Metadata.Labels) {
+		t.Errorf("ServiceMonitor selector %v does not select the admin Service's labels %v", sm.Spec.Selector.MatchLabels, adminSvc.Metadata.Labels)
 	}
-	// kustomize's labels transformer adds these to every object.
-	svcLabels["app.kubernetes.io/name"] = "bedrock-gateway"
-	if !selects(sm.Spec.Selector.MatchLabels, svcLabels) {
-		t.Errorf("ServiceMonitor selector %v does not select the Service labels %v", sm.Spec.Selector.MatchLabels, svcLabels)
+	if https := svcByPort["https"]; selects(sm.Spec.Selector.MatchLabels, https.Metadata.Labels) {
+		t.Errorf("ServiceMonitor selector %v also selects the data Service %s", sm.Spec.Selector.MatchLabels, https.Metadata.Name)
 	}
 	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
 		t.Errorf("ServiceMonitor endpoints = %+v, want port admin path /metrics", sm.Spec.Endpoints)
@@ -954,9 +974,46 @@ func TestAlertRules(t *testing.T) {
 		{"admission budget lowered", `bedrock_gateway_sts_admission_rate`},
 		{"error rate", `bedrock_gateway_requests_total\{code="5xx"\}`},
 		{"credentials close to expiry", `bedrock_gateway_session_credentials_min_remaining_seconds\)? < 120`},
+		{"TLS certificate expiry", `bedrock_gateway_tls_certificate_expiry_timestamp_seconds\) - time\(\) <`},
+		{"refused config reload", `bedrock_gateway_config_last_reload_successful == 0`},
+		{"a replica not scraped", `up\{job="bedrock-gateway"\} == 0`},
+		{"no target at all", `absent\(up\{job="bedrock-gateway"\}\)`},
 	} {
 		if !regexp.MustCompile(want.re).MatchString(joined) {
 			t.Errorf("no alert on %s (want an expression matching %s)", want.what, want.re)
+		}
+	}
+
+	// deploy/README.md's table lists every alert, each once, with its
+	// severity.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tableRow := regexp.MustCompile("(?m)^\\| `(BedrockGateway\\w+)` \\| .* \\| (\\w+) \\|$")
+	listed := map[string]string{}
+	for _, m := range tableRow.FindAllStringSubmatch(string(readme), -1) {
+		if _, dup := listed[m[1]]; dup {
+			t.Errorf("README.md lists alert %s twice", m[1])
+		}
+		listed[m[1]] = m[2]
+	}
+	severity := map[string]string{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			severity[r.Alert] = r.Labels["severity"]
+		}
+	}
+	for name, sev := range severity {
+		if got, ok := listed[name]; !ok {
+			t.Errorf("README.md's alert table does not list %s", name)
+		} else if got != sev {
+			t.Errorf("README.md lists %s with severity %s, want %s", name, got, sev)
+		}
+	}
+	for name := range listed {
+		if _, ok := severity[name]; !ok {
+			t.Errorf("README.md lists alert %s, which prometheus/alerts.yaml does not define", name)
 		}
 	}
 	promtoolCheckRules(t, path)
