@@ -1,12 +1,26 @@
-# syntax=docker/dockerfile:1
-# bedrock-gateway image: a static Go binary on distroless, run as non-root.
+# bedrock-gateway image for local builds: compiles the gateway from source
+# in a Go stage, then copies the static binary onto distroless, run as
+# non-root. Release images are built by GoReleaser from Dockerfile.release
+# instead (same runtime stage, prebuilt binaries).
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t bedrock-gateway .
 #
 # Multi-platform: docker buildx build --platform linux/amd64,linux/arm64 .
 # (the build stage runs natively and cross-compiles; no emulation).
+#
+# Base images are fully qualified and pinned by the digest of their
+# multi-platform index, so a rebuild of an old commit gets the same bases;
+# the tag stays for readability and for digest-updating bots. To refresh:
+#   crane digest docker.io/library/golang:1.26-bookworm
+#   crane digest gcr.io/distroless/static-debian12:nonroot
+# and change the runtime digest in Dockerfile.release too
+# (release/release_test.go checks both files agree).
+#
+# No "# syntax=" line: it would pull the Dockerfile frontend image by a
+# mutable tag. BuildKit's built-in frontend (Docker 23+, buildx) supports
+# everything used here, RUN --mount included.
 
-FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
+FROM --platform=$BUILDPLATFORM docker.io/library/golang:1.26-bookworm@sha256:9fdc884aacc3bec89b20ffc69f4bb369c78210e3e4f600387b5128b12c199f81 AS build
 WORKDIR /src
 # Dependencies first, so source edits reuse the module layer.
 COPY go.mod go.sum ./
@@ -24,7 +38,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/gateway ./cmd/gateway
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 COPY --from=build /out/gateway /gateway
 # Numeric, so Kubernetes' runAsNonRoot can verify it (65532 is distroless's
 # nonroot user).
