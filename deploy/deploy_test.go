@@ -587,8 +587,8 @@ func TestServicePDBHPAServiceMonitor(t *testing.T) {
 	if b.config.Fleet.Enabled() {
 		replicas = 1
 	}
-	if total := rate * replicas; total > 600 {
-		t.Errorf("sts.rate %v x %v = %v AssumeRole/s, want at most the account's 600", rate, replicas, total)
+	if total := rate * replicas; total > 500 {
+		t.Errorf("sts.rate %v x %v = %v AssumeRole/s, want at most 500, the stricter STS quota", rate, replicas, total)
 	}
 
 	var sm serviceMonitor

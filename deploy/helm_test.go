@@ -375,8 +375,8 @@ func checkRelease(t *testing.T, r *renderedRelease) {
 		}
 	}
 	if !r.config.Fleet.Enabled() {
-		if total := r.config.STS.Rate * float64(maxReplicas); total > 600 {
-			t.Errorf("sts.rate %v x %d replicas = %v AssumeRole/s, want at most the account's 600", r.config.STS.Rate, maxReplicas, total)
+		if total := r.config.STS.Rate * float64(maxReplicas); total > 500 {
+			t.Errorf("sts.rate %v x %d replicas = %v AssumeRole/s, want at most 500, the stricter STS quota", r.config.STS.Rate, maxReplicas, total)
 		}
 	}
 

@@ -138,8 +138,8 @@ quota-breaking gateway.
 {{- with .Values.config.sts }}{{ with .rate }}{{ $rate = . | float64 }}{{ end }}{{ end }}
 {{- $replicas := .Values.replicaCount }}
 {{- if .Values.autoscaling.enabled }}{{ $replicas = .Values.autoscaling.maxReplicas }}{{ end }}
-{{- if gt (mulf $rate $replicas) 600.0 }}
-{{- fail (printf "config.sts.rate %v x %v replicas = %v AssumeRole/s: above the account's STS quota of 600/s (lower sts.rate or the replicas, or use fleet mode)" $rate $replicas (mulf $rate $replicas)) }}
+{{- if gt (mulf $rate $replicas) 500.0 }}
+{{- fail (printf "config.sts.rate %v x %v replicas = %v AssumeRole/s: above 500/s, the stricter of the STS quotas AWS states (600/s in the IAM guide, 500/s in the Bedrock cost-attribution article) (lower sts.rate or the replicas, or use fleet mode)" $rate $replicas (mulf $rate $replicas)) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) }}
