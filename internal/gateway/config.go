@@ -42,6 +42,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/server"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+	"github.com/bedrock-gateway/gateway/pkg/tracing"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -96,6 +97,9 @@ type Config struct {
 	Fleet fleet.Config `yaml:"fleet"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// Tracing exports OpenTelemetry spans of every request. Off unless
+	// tracing.exporter is set.
+	Tracing tracing.Config `yaml:"tracing"`
 
 	// dir is the directory of the config file; relative paths in the
 	// config are relative to it.
@@ -258,11 +262,12 @@ func Default() Config {
 			ResponseHeaderTimeout: proxy.DefaultResponseHeaderTimeout, StreamIdleTimeout: proxy.DefaultStreamIdleTimeout,
 			BodyTimeout: proxy.DefaultBodyTimeout, BodyMinRate: proxy.DefaultBodyMinRate,
 			MaxIdleConnsPerHost: proxy.DefaultMaxIdleConnsPerHost},
-		Usage:  UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups, LedgerFlushInterval: usage.DefaultFlushInterval},
-		Async:  AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
-		OpenAI: proxy.OpenAIConfig{Native: slices.Clone(proxy.DefaultNativeModels)},
-		Fleet:  fleet.DefaultConfig(),
-		Log:    LogConfig{Level: "info", Format: "json"},
+		Usage:   UsageConfig{Ledger: LedgerStdout, LedgerMaxBytes: usage.DefaultMaxBytes, LedgerMaxBackups: usage.DefaultMaxBackups, LedgerFlushInterval: usage.DefaultFlushInterval},
+		Async:   AsyncConfig{OwnershipRetention: asyncjobs.DefaultRetention},
+		OpenAI:  proxy.OpenAIConfig{Native: slices.Clone(proxy.DefaultNativeModels)},
+		Fleet:   fleet.DefaultConfig(),
+		Log:     LogConfig{Level: "info", Format: "json"},
+		Tracing: tracing.DefaultConfig(),
 	}
 }
 
@@ -411,6 +416,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format: must be json or text, got %q", c.Log.Format)
 	}
+	under(block("tracing"), c.Tracing.Validate())
 	return errors.Join(errs...)
 }
 

@@ -103,11 +103,14 @@ async:
   ownership_retention: 10m
 log:
   level: loud
+tracing:
+  exporter: otlp-http
+  sampler: sometimes
 `), envMap(nil))
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"listen:", "tls:", "aws.region:", "aws.bedrock_runtime_endpoint:", "session.role_arn:", "session.duration:", "session_cache.size:", "auth.api_keys_file:", "proxy.base_path:", "async.ownership_retention:", "log.level:"} {
+	for _, want := range []string{"listen:", "tls:", "aws.region:", "aws.bedrock_runtime_endpoint:", "session.role_arn:", "session.duration:", "session_cache.size:", "auth.api_keys_file:", "proxy.base_path:", "async.ownership_retention:", "log.level:", "tracing.endpoint:", "tracing.sampler:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}

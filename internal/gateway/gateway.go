@@ -30,6 +30,7 @@ import (
 	"github.com/bedrock-gateway/gateway/pkg/proxy"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tenancy"
+	"github.com/bedrock-gateway/gateway/pkg/tracing"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -58,7 +59,7 @@ type Options struct {
 	// overrides applied). Without it Reload fails.
 	Load func() (*Config, error)
 	// Getenv reads the environment variables the config names
-	// (fleet.redis.password_env). Default os.Getenv.
+	// (fleet.redis.password_env, tracing.headers_env). Default os.Getenv.
 	Getenv func(string) string
 	// Version is reported in bedrock_gateway_build_info and sent upstream
 	// in the User-Agent.
@@ -113,7 +114,10 @@ type Gateway struct {
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 	tls        *tls.Config // nil without tls.cert_file
-	sw         *switcher
+	// tracing is the tracer provider every generation's proxy traces
+	// with (no-op when tracing is off); Close flushes it.
+	tracing *tracing.Provider
+	sw      *switcher
 
 	reloadMu sync.Mutex // one reload at a time
 }
@@ -153,6 +157,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 	if g.ops, err = newOpsMetrics(g.reg, opts.Version); err != nil {
 		return nil, err
 	}
+	if g.tracing, err = tracing.New(ctx, cfg.Tracing, tracing.Options{Getenv: opts.Getenv, Version: opts.Version}); err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	closers = append(closers, g.closeTracing)
 	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
 		return nil, err
 	}
@@ -329,6 +337,14 @@ func (g *Gateway) Close(timeout time.Duration) {
 	g.closeOwners()
 	g.closeBudgets() // before the fleet store it sends spend to
 	g.closeFleet()
+	g.closeTracing() // last: the spans of every request are ended
+}
+
+// closeTracing exports the spans still buffered and stops the exporter.
+func (g *Gateway) closeTracing() {
+	if err := g.tracing.Close(); err != nil {
+		g.log.Error("tracing: flushing spans at shutdown", "error", err)
+	}
 }
 
 // rebuildBudgets counts, in a single replica, what the ledger records as
@@ -501,6 +517,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*generation, error) {
 	pc.Logger, pc.UserAgent = g.log, "bedrock-gateway/"+g.opts.Version
 	pc.Usage, pc.Metrics = g.sinks, g.metrics
 	pc.AsyncOwners = g.asyncOwners
+	pc.TracerProvider = g.tracing.TracerProvider()
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ func restartOnly(c *Config) []struct {
 		{"async", &c.Async},
 		{"fleet", &c.Fleet},
 		{"log.format", &c.Log.Format},
+		{"tracing", &c.Tracing},
 	}
 }
 

@@ -93,6 +93,7 @@ func TestKeepRestartOnly(t *testing.T) {
 		{"listeners", "", "listen: \":9999\"\nadmin: {listen: off, pprof: true}\ntls: {cert_file: c, key_file: k}\n", []string{"listen", "tls", "admin"}},
 		{"core", "", "sts: {rate: 100}\nusage: {ledger: off}\nserver: {idle_timeout: 1s}\nlog: {format: text}\n", []string{"server", "sts", "usage", "log.format"}},
 		{"cache", "", "session_cache: {size: 5, expiry_margin: 1m}\n", []string{"session_cache"}},
+		{"tracing", "", "tracing: {exporter: otlp-http, endpoint: \"https://collector:4318\"}\n", []string{"tracing"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

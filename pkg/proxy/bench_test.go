@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bedrock-gateway/gateway/internal/logjson"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
@@ -68,8 +70,9 @@ func benchProxy(b *testing.B, tr http.RoundTripper) *Proxy {
 		Authenticator: keyAuth{}, Resolver: staticResolver{},
 		Credentials:          &credStub{creds: aws.Credentials{AccessKeyID: "ASIAEXAMPLEEXAMPLE", SecretAccessKey: strings.Repeat("s", 40), SessionToken: strings.Repeat("t", 1024)}},
 		Transport:            tr,
-		Logger:               slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:               slog.New(logjson.New(io.Discard, nil)), // as internal/gateway builds it
 		Usage:                metrics,
+		Prices:               pricing.Default(),
 		DisableMetadataStamp: os.Getenv("NOSTAMP") != "",
 	})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for the zero values of Config's tunables.
@@ -123,6 +125,10 @@ type Config struct {
 	// auth failures, gateway overhead). Optional; build it once per
 	// process with NewMetrics.
 	Metrics *Metrics
+	// TracerProvider traces each request (see tracing.go for the spans).
+	// Optional: nil, or OpenTelemetry's no-op provider, means no tracing
+	// and no tracing cost.
+	TracerProvider trace.TracerProvider
 	// Logger receives one line per request. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock used for signing and timing. Default time.Now.

@@ -129,6 +129,7 @@ func (p *Proxy) finish(sw *statusWriter, r *http.Request, st *reqState) {
 		p.cfg.Usage.Record(u)
 	}
 	p.accessLog(r, sw, st, &u)
+	st.trace.end(r.Method, sw, st, &u)
 }
 
 // noCost is the cost of every request that consumed no tokens, shared

@@ -45,7 +45,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 		return
 	}
 	p.cfg.Metrics.observeOverhead(st.op, p.cfg.Now().Sub(st.start))
+	st.trace.startUpstream(ctx, p.cfg.Endpoint.Host, st)
 	resp, err := p.upstream.RoundTrip(req)
+	st.trace.roundTripped(ctx, err)
 	if err != nil {
 		p.fail(w, r, proxyError(ctx, err))
 		return

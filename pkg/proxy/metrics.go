@@ -81,18 +81,23 @@ func (m *Metrics) authFailure(err error) {
 	if m == nil {
 		return
 	}
-	reason := reasonInvalid
+	m.authFailures.WithLabelValues(authReason(err)).Inc()
+}
+
+// authReason names the cause of a refused authentication, for metrics
+// and traces.
+func authReason(err error) string {
 	switch {
 	case errors.Is(err, auth.ErrBadRequest):
-		reason = reasonBadRequest
+		return reasonBadRequest
 	case errors.Is(err, auth.ErrForbidden):
-		reason = reasonForbidden
+		return reasonForbidden
 	case errors.Is(err, auth.ErrNoCredentials):
-		reason = reasonNoCredentials
+		return reasonNoCredentials
 	case errors.Is(err, auth.ErrUnavailable):
-		reason = reasonIdPUnavailable
+		return reasonIdPUnavailable
 	}
-	m.authFailures.WithLabelValues(reason).Inc()
+	return reasonInvalid
 }
 
 func (m *Metrics) observeOverhead(op string, d time.Duration) {

@@ -254,7 +254,12 @@ func (p *Proxy) buildOutbound(in http.Header, body []byte, stamp stampKind, id *
 // credentials gets the caller's own session credentials (an STS call on
 // a cache miss): the last step, so that only admitted requests cost one.
 func (p *Proxy) credentials(ctx context.Context, spec tenancy.SessionSpec) (aws.Credentials, *Error) {
+	var span *sessionTrace
+	if p.tracer != nil {
+		ctx, span = startSession(ctx, spec)
+	}
 	creds, err := p.cfg.Credentials.Get(ctx, spec)
+	span.end(ctx, err)
 	if err != nil {
 		return aws.Credentials{}, credentialError(ctx, err)
 	}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bedrock-gateway/gateway/internal/sigv4"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
@@ -108,6 +109,8 @@ type Proxy struct {
 	// sent with.
 	signingHost string
 	buffers     copyBuffers
+	// tracer traces requests (tracing.go); nil when tracing is off.
+	tracer trace.Tracer
 }
 
 // New validates cfg and returns a Proxy. The Proxy owns the upstream
@@ -124,6 +127,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.upstream = p.transport
 	}
 	p.router = p.newRouter()
+	p.tracer = newTracer(cfg.TracerProvider)
 	return p, nil
 }
 
@@ -145,7 +149,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.w = statusWriter{ResponseWriter: w, now: p.cfg.Now}
 	sw := &st.w
 	sw.Header().Set("X-Gateway-Request-Id", st.id)
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	ctx := r.Context()
+	if p.tracer != nil {
+		ctx = p.startTrace(ctx, r, st)
+	}
+	r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
 	if m := p.cfg.Metrics; m != nil {
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
@@ -206,6 +214,8 @@ type reqState struct {
 	// bodyRead is set once the whole request body has been read; a
 	// refusal before that closes an HTTP/1 connection (see fail).
 	bodyRead bool
+	// trace is the request's spans; nil unless it is traced.
+	trace *reqTrace
 
 	// Storage for what the pointers above point to, allocated with the
 	// state: a request costs one allocation for all of them.
@@ -226,13 +236,15 @@ func stateFrom(ctx context.Context) *reqState {
 // it; a caller it refuses reaches no other step.
 func (p *Proxy) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateFrom(r.Context())
+		span := st.trace.startAuth()
 		id, err := p.cfg.Authenticator.Authenticate(r)
+		endAuth(span, &id, err)
 		if err != nil {
 			p.cfg.Metrics.authFailure(err)
 			p.fail(w, r, authError(err))
 			return
 		}
-		st := stateFrom(r.Context())
 		st.idVal = id
 		st.identity = &st.idVal
 		next.ServeHTTP(w, r)

@@ -388,6 +388,7 @@ func (c *Cache) Get(ctx context.Context, spec tenancy.SessionSpec) (aws.Credenti
 	if cached && now.Before(e.lastResortAt) {
 		stale, cls = e, classActive
 	}
+	traceFrom(ctx).miss(stale != nil)
 	if err := c.remembered(key, now); err != nil {
 		if stale != nil && transient(err) {
 			c.m.staleServed.Inc()
@@ -623,10 +624,13 @@ func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls cl
 	defer stop()
 
 	in := assumeRoleInput(spec)
+	tr := traceFrom(ctx)
 	var stsErr error // the previous attempt's failure
 	for attempt := 0; ; attempt++ {
+		tr.assumeRoleStart(attempt, cls)
 		waitStart := c.now()
 		if err := c.adm.wait(ctx, cls); err != nil {
+			tr.admitted(c.now().Sub(waitStart), err)
 			c.m.admissionWait.WithLabelValues(cls.String()).Observe(c.now().Sub(waitStart).Seconds())
 			c.m.rejections.WithLabelValues(cls.String()).Inc()
 			if stsErr != nil {
@@ -638,6 +642,7 @@ func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls cl
 			return nil, fmt.Errorf("assume role for session %q: %w", spec.SessionName, err)
 		}
 		c.m.admissionWait.WithLabelValues(cls.String()).Observe(c.now().Sub(waitStart).Seconds())
+		tr.admitted(c.now().Sub(waitStart), nil)
 
 		start := c.now()
 		out, err := c.sts.AssumeRole(ctx, in, noSDKRetries)
@@ -646,9 +651,12 @@ func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls cl
 			e, err := c.newEntry(out)
 			if err != nil {
 				c.m.calls.WithLabelValues(outcomeError).Inc()
-				return nil, fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrUnavailable, err)
+				err = fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, ErrUnavailable, err)
+				tr.assumeRoleDone(err)
+				return nil, err
 			}
 			c.m.calls.WithLabelValues(outcomeSuccess).Inc()
+			tr.assumeRoleDone(nil)
 			return e, nil
 		}
 		sentinel, outcome := classify(err)
@@ -657,6 +665,7 @@ func (c *Cache) assumeRole(ctx context.Context, spec tenancy.SessionSpec, cls cl
 			c.adm.throttled()
 		}
 		err = fmt.Errorf("assume role for session %q: %w: %w", spec.SessionName, sentinel, err)
+		tr.assumeRoleDone(err)
 		if (sentinel != ErrThrottled && sentinel != ErrUnavailable) || attempt+1 >= attempts || ctx.Err() != nil {
 			return nil, err
 		}
