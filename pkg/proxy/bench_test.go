@@ -58,23 +58,27 @@ func (c *cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		ContentLength: -1, Request: r, ProtoMajor: 1, ProtoMinor: 1}, nil
 }
 
-func benchProxy(b *testing.B, tr http.RoundTripper) *Proxy {
+func benchProxy(b *testing.B, tr http.RoundTripper, mutate ...func(*Config)) *Proxy {
 	b.Helper()
 	metrics, err := usage.NewMetrics(usage.MetricsConfig{Registerer: prometheus.NewRegistry(), Teams: []string{"ds"}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	u, _ := url.Parse("https://bedrock-runtime.us-east-1.amazonaws.com")
-	p, err := New(Config{
+	cfg := Config{
 		Endpoint: u, Region: "us-east-1",
 		Authenticator: keyAuth{}, Resolver: staticResolver{},
-		Credentials:          &credStub{creds: aws.Credentials{AccessKeyID: "ASIAEXAMPLEEXAMPLE", SecretAccessKey: strings.Repeat("s", 40), SessionToken: strings.Repeat("t", 1024)}},
+		Credentials:          &credStub{creds: aws.Credentials{AccessKeyID: "ASIAEXAMPLEEXAMPLE", SecretAccessKey: strings.Repeat("s", 40), SessionToken: strings.Repeat("t", tokenLen())}},
 		Transport:            tr,
 		Logger:               slog.New(logjson.New(io.Discard, nil)), // as internal/gateway builds it
 		Usage:                metrics,
 		Prices:               pricing.Default(),
 		DisableMetadataStamp: os.Getenv("NOSTAMP") != "",
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -175,4 +179,37 @@ func BenchmarkProxyStreamEvent(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/events, "ns/event")
+}
+
+// BenchmarkUpstreamH2Converse4K: BenchmarkProxyConverse4K and its bare
+// floor against a real upstream over TLS and HTTP/2, as Bedrock is, in
+// this process: the transports, TLS and HTTP/2 framing included.
+func BenchmarkUpstreamH2Converse4K(b *testing.B) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(cannedConverse)
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	b.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	roots := up.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	b.Run("gateway", func(b *testing.B) {
+		p := benchProxy(b, nil, func(c *Config) { c.Endpoint, c.RootCAs = u, roots })
+		b.Cleanup(p.Close)
+		benchConverse4K(b, p)
+	})
+	b.Run("bare", func(b *testing.B) {
+		tr := newTransport(DefaultResponseHeaderTimeout, roots, DefaultMaxIdleConnsPerHost)
+		b.Cleanup(tr.CloseIdleConnections)
+		benchConverse4K(b, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u) }, Transport: tr})
+	})
+}
+
+func tokenLen() int {
+	if n, err := strconv.Atoi(os.Getenv("TOKENLEN")); err == nil {
+		return n
+	}
+	return 1024
 }
