@@ -144,6 +144,9 @@ type entry struct {
 	alerted int
 	end     time.Time
 	peak    *peak // of its budget and period
+	// readAt (fleet mode) is when spent was last read from Redis: Check
+	// trusts it for FleetReadInterval.
+	readAt time.Time
 }
 
 // view is this replica's best knowledge of the entry's spend.
@@ -284,10 +287,13 @@ func (t *Tracker) Check(ctx context.Context, id auth.Identity) error {
 	now := t.now()
 	var worst view
 	if t.fleet != nil {
-		vs, _ := t.views(ctx, rs.hard, id, now)
-		for _, v := range vs {
-			if v.spent >= v.r.limit && (worst.r == nil || v.end.After(worst.end)) {
-				worst = v
+		var fresh bool
+		if worst, fresh = t.recentWorst(rs.hard, id, now); !fresh {
+			vs, _ := t.views(ctx, rs.hard, id, now)
+			for _, v := range vs {
+				if v.spent >= v.r.limit && (worst.r == nil || v.end.After(worst.end)) {
+					worst = v
+				}
 			}
 		}
 	} else {
@@ -403,6 +409,38 @@ func (t *Tracker) Describe(ctx context.Context, id auth.Identity) []Status {
 	return out
 }
 
+// FleetReadInterval is how long, in fleet mode, Check trusts the fleet's
+// spend it last read from Redis for a budget and subject, adding what this
+// replica spent since, before it reads again: a request then costs a Redis
+// round trip at most once per interval per caller, not every time, and a
+// budget another replica spent is enforced here within the interval (plus
+// the moment that replica's flusher takes to send it).
+const FleetReadInterval = 250 * time.Millisecond
+
+// recentWorst decides Check from this replica's entries when every hard
+// budget that applies to id was read from Redis less than
+// FleetReadInterval ago; fresh is false when one was not, and Redis must
+// be read.
+func (t *Tracker) recentWorst(rules []*rule, id auth.Identity, now time.Time) (worst view, fresh bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range rules {
+		subject, ok := r.subject(id)
+		if !ok {
+			continue
+		}
+		start, end := t.bounds(r.Period, now)
+		e := t.entries[keyOf(r, subject, start)]
+		if e == nil || e.readAt.IsZero() || now.Sub(e.readAt) >= FleetReadInterval || now.Before(e.readAt) {
+			return view{}, false
+		}
+		if spent := e.view(); spent >= r.limit && (worst.r == nil || end.After(worst.end)) {
+			worst = view{r: r, subject: subject, start: start, end: end, spent: spent}
+		}
+	}
+	return worst, true
+}
+
 // view is one budget's spend as it applies to a caller now.
 type view struct {
 	r          *rule
@@ -440,11 +478,12 @@ func (t *Tracker) views(ctx context.Context, rules []*rule, id auth.Identity, no
 		v := &vs[i]
 		k := keyOf(v.r, v.subject, v.start)
 		e := t.entries[k]
-		if totals != nil && totals[i] > 0 {
+		if totals != nil {
 			if e == nil {
 				e = t.entryLocked(k, v.end)
 			}
 			e.spent = max(e.spent, totals[i])
+			e.readAt = now
 			e.raisePeak()
 		}
 		if e != nil {

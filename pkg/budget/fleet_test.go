@@ -92,9 +92,16 @@ func TestFleetShared(t *testing.T) {
 		t.Errorf("replica a: refused at $%v, want $10", ee.Spent)
 	}
 	flush(t, a)
+	// b read bob's team's spend moments ago: it trusts that reading for
+	// FleetReadInterval, and no longer.
+	clk.Advance(FleetReadInterval - time.Millisecond)
+	if err := b.Check(ctx, bob); err != nil {
+		t.Fatalf("replica b within FleetReadInterval of its last read: Check = %v, want nil (its reading of $9.92)", err)
+	}
+	clk.Advance(time.Millisecond)
 	ee := exceeded(t, b.Check(ctx, bob))
-	if ee.Spent != usd("10") || ee.RetryAfter != 14*time.Hour {
-		t.Errorf("replica b: refused at $%v for %v, want $10 for 14h", ee.Spent, ee.RetryAfter)
+	if ee.Spent != usd("10") || ee.RetryAfter != 14*time.Hour-FleetReadInterval {
+		t.Errorf("replica b: refused at $%v for %v, want $10 for 14h less FleetReadInterval", ee.Spent, ee.RetryAfter)
 	}
 	if st := b.Describe(ctx, bob); len(st) != 1 || st[0].Spent != usd("10") || st[0].Local || !st[0].Exceeded {
 		t.Errorf("replica b: Describe = %+v, want $10 spent, from Redis", st)
@@ -262,7 +269,8 @@ func TestFleetCloseReportsUnsent(t *testing.T) {
 }
 
 // BenchmarkCheckFleet: what a request with a fleet-wide hard budget pays:
-// one MGET to a loopback Redis, and a Spend handed to the flusher.
+// an MGET to a loopback Redis at most once per FleetReadInterval, and a
+// Spend handed to the flusher.
 func BenchmarkCheckFleet(b *testing.B) {
 	srv := redistest.Start(b)
 	c := fleet.DefaultConfig()
