@@ -126,7 +126,7 @@ func TestRunErrors(t *testing.T) {
 	path := cliLedger(t)
 	dir := t.TempDir()
 	corrupt := filepath.Join(dir, "corrupt.jsonl")
-	writeFile(t, corrupt, "{\"time\":\n")
+	writeFile(t, corrupt, "{\"time\":nope}\n")
 	tests := []struct {
 		name     string
 		args     []string

@@ -115,7 +115,9 @@ func isFile(dir string, e fs.DirEntry) bool {
 // (usage.ErrPartialRecord), is skipped and passed to partial (which may be
 // nil): the records before it are sound, and failing the whole report over
 // one lost request would help nobody. It is tolerated at the end of any
-// file, since every rotated file was once the live one.
+// file, since every rotated file was once the live one, and inside a file
+// as a line that ends before its record does: the ledger ends such a
+// fragment with a newline when it reopens the file after the crash.
 func Records(files []string, partial func(PartialRecord)) iter.Seq2[usage.Record, error] {
 	return func(yield func(usage.Record, error) bool) {
 		for _, name := range files {
@@ -152,6 +154,15 @@ func readFile(name string, partial func(PartialRecord), yield func(usage.Record,
 			return false
 		}
 		rec, err := decode(line)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// A record cut short by a crash, which the ledger ended
+			// with a newline when it reopened the file: skipped and
+			// reported like a last line without its newline.
+			if partial != nil {
+				partial(PartialRecord{File: name, Line: n})
+			}
+			continue
+		}
 		if err != nil {
 			yield(usage.Record{}, fmt.Errorf("ledger %s: line %d: %w", name, n, err))
 			return false

@@ -168,6 +168,13 @@ func TestRecords(t *testing.T) {
 			wantPartial: []PartialRecord{{File: "l.1", Line: 3}},
 		},
 		{
+			name:        "a crash fragment the ledger ended on reopening is skipped and reported",
+			files:       map[string]string{"l": good + `{"time":"2026-11-03T10:00:00Z","requ` + "\n" + line(t, c)},
+			order:       []string{"l"},
+			wantUsers:   []string{"alice", "bob", "carol"},
+			wantPartial: []PartialRecord{{File: "l", Line: 3}},
+		},
+		{
 			name:    "corrupt line names file and line",
 			files:   map[string]string{"l.1": good, "l": line(t, a) + "{not json\n" + line(t, b)},
 			order:   []string{"l.1", "l"},
