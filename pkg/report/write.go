@@ -127,7 +127,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	for i := range rows {
 		row := &rows[i]
-		rec := append(append([]string{}, row.Keys...),
+		rec := make([]string, 0, len(row.Keys)+len(csvNumberHeader))
+		for _, k := range row.Keys {
+			rec = append(rec, csvSafe(k))
+		}
+		rec = append(rec,
 			strconv.FormatInt(row.Requests, 10),
 			strconv.FormatInt(row.Errors, 10),
 			strconv.FormatInt(row.Tokens.Input, 10),
@@ -146,6 +150,17 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvSafe keeps a spreadsheet from reading a cell as a formula: a key
+// (a user name, a team) that begins with =, +, -, @, a tab or a carriage
+// return is written after a single quote, as OWASP advises for CSV
+// exports. Every other key is written as it is.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 type jsonRow struct {

@@ -128,6 +128,21 @@ func TestWriteCSV(t *testing.T) {
 				{`o"neil, jr`, "1", "0", "1", "2", "0", "0", "1", "0"},
 			},
 		},
+		{
+			name: "keys a spreadsheet would run as formulas",
+			o:    Options{GroupBy: []string{User}},
+			recs: []usage.Record{
+				rec(`=HYPERLINK("http://x","y")`, "t", "m", t0, 200, 1, 1, money("3")),
+				rec("@SUM(A1)", "t", "m", t0, 200, 1, 1, money("2")),
+				rec("-bob", "t", "m", t0, 200, 1, 1, money("1")),
+			},
+			want: [][]string{
+				{"user", "requests", "errors", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens", "cost_usd", "unpriced_requests"},
+				{`'=HYPERLINK("http://x","y")`, "1", "0", "1", "1", "0", "0", "3", "0"},
+				{"'@SUM(A1)", "1", "0", "1", "1", "0", "0", "2", "0"},
+				{"'-bob", "1", "0", "1", "1", "0", "0", "1", "0"},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
