@@ -194,15 +194,35 @@ func (f *fleetEnv) converseRetrying(i int, user string) *httptest.ResponseRecord
 // skipped because the breaker was open: each may have sent a replica to
 // STS on its own.
 func (f *fleetEnv) redisErrors() float64 {
+	return f.counter("bedrock_gateway_fleet_redis_errors_total", nil)
+}
+
+// localAdmissions is the replicas' count of AssumeRole calls admitted on
+// their local share of the STS budget while Redis could not be used.
+func (f *fleetEnv) localAdmissions() float64 {
+	return f.counter("bedrock_gateway_fleet_sts_budget_total", map[string]string{"mode": "local", "result": "admitted"})
+}
+
+// counter adds up the counter name over the replicas, in the series whose
+// labels include match.
+func (f *fleetEnv) counter(name string, match map[string]string) float64 {
 	var n float64
 	for _, g := range f.replicas {
 		mfs, _ := g.reg.Gather()
 		for _, mf := range mfs {
-			if mf.GetName() != "bedrock_gateway_fleet_redis_errors_total" {
+			if mf.GetName() != name {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
+				hits := 0
+				for _, l := range m.GetLabel() {
+					if v, ok := match[l.GetName()]; ok && v == l.GetValue() {
+						hits++
+					}
+				}
+				if hits == len(match) {
+					n += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
@@ -278,10 +298,14 @@ func TestFleetSTSBudget(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	most := f.maxPerSecond()
-	t.Logf("%d cold users over 3 replicas, sts.rate 100: answers %v; most AssumeRole calls in any 1s window: %d", users, codes, most)
-	if most > 100 {
-		t.Errorf("STS saw %d AssumeRole calls in one second, want at most 100 fleet-wide", most)
+	most, local := f.maxPerSecond(), f.localAdmissions()
+	t.Logf("%d cold users over 3 replicas, sts.rate 100: answers %v; most AssumeRole calls in any 1s window: %d; admitted on a replica's local share: %v",
+		users, codes, most, local)
+	// A replica that cannot reach Redis in time (a starved CPU can make a
+	// call miss its timeout) admits on its local share by design: only
+	// those admissions may take a second past the fleet's 100.
+	if float64(most) > 100+local {
+		t.Errorf("STS saw %d AssumeRole calls in one second with %v admitted locally, want at most 100 fleet-wide", most, local)
 	}
 	for code, n := range codes {
 		if code != http.StatusOK && code != http.StatusServiceUnavailable {
