@@ -6,12 +6,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bedrock-gateway/gateway/pkg/server"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // opsMetrics are the process's own operational metrics.
 type opsMetrics struct {
 	shutdownCancelled prometheus.Counter
+	framingRefusals   *prometheus.CounterVec
 	reloads           *prometheus.CounterVec
 	reloadOK          prometheus.Gauge
 	reloadTime        prometheus.Gauge
@@ -23,6 +25,10 @@ func newOpsMetrics(reg prometheus.Registerer, version string) (*opsMetrics, erro
 			Name: "bedrock_gateway_shutdown_cancelled_requests_total",
 			Help: "Requests and streams still open when the shutdown grace period ended, and cancelled.",
 		}),
+		framingRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bedrock_gateway_framing_refusals_total",
+			Help: "HTTP/1.x requests refused with 400 and the connection closed because two parsers could read their framing differently (request smuggling), by reason.",
+		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bedrock_gateway_config_reloads_total",
 			Help: "Config reloads attempted (SIGHUP), by result: success or failure.",
@@ -36,6 +42,11 @@ func newOpsMetrics(reg prometheus.Registerer, version string) (*opsMetrics, erro
 			Help: "Unix time of the last successful config load (start or reload).",
 		}),
 	}
+	for _, r := range server.RefusalReasons {
+		if r != "" {
+			m.framingRefusals.WithLabelValues(r) // export from zero
+		}
+	}
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reloadOK.Set(1)
@@ -47,7 +58,7 @@ func newOpsMetrics(reg prometheus.Registerer, version string) (*opsMetrics, erro
 		Help: "Always 1; its labels say which gateway version and Go toolchain are running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	if err := registerAll(reg, m.shutdownCancelled, m.reloads, m.reloadOK, m.reloadTime, build); err != nil {
+	if err := registerAll(reg, m.shutdownCancelled, m.framingRefusals, m.reloads, m.reloadOK, m.reloadTime, build); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -38,7 +38,8 @@ func (g *Gateway) Serve(ctx context.Context, l Listeners) error {
 		h = g.Handler()
 	}
 	opts := server.Options{Logger: g.log, Draining: g.ready.startDraining,
-		Cancelled: func(n int) { g.ops.shutdownCancelled.Add(float64(n)) }}
+		Cancelled: func(n int) { g.ops.shutdownCancelled.Add(float64(n)) },
+		Refused:   func(reason string) { g.ops.framingRefusals.WithLabelValues(reason).Inc() }}
 	dataCtx, stopData := context.WithCancel(ctx)
 	defer stopData()
 	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))

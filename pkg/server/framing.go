@@ -68,6 +68,15 @@ var refusals = [...]string{
 	refuseBadCL:   "request has an invalid or conflicting Content-Length (RFC 9112 section 6.3)",
 }
 
+// RefusalReasons are the reasons Options.Refused is given, by verdict:
+// short, fixed labels for a metric.
+var RefusalReasons = [...]string{
+	refuseCLTE:    "content_length_and_transfer_encoding",
+	refuseTE10:    "transfer_encoding_http10",
+	refuseObsFold: "obsolete_line_folding",
+	refuseBadCL:   "bad_content_length",
+}
+
 // Parser states.
 const (
 	stPreface     uint8 = iota // a plain connection's first bytes: the HTTP/2 preface, or a request line
@@ -357,7 +366,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // 400 and Connection: close, in the shape Bedrock uses, without calling h;
 // on a connection no longer watched it has the connection closed after
 // the answer.
-func guard(h http.Handler, log *slog.Logger) http.Handler {
+func guard(h http.Handler, log *slog.Logger, refused func(reason string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f, ok := r.Context().Value(framingKey{}).(*framing); ok {
 			switch v := f.verdict.Load(); v {
@@ -366,6 +375,9 @@ func guard(h http.Handler, log *slog.Logger) http.Handler {
 				w.Header().Set("Connection", "close")
 			default:
 				log.Warn("refused a request with ambiguous framing", "remote", r.RemoteAddr, "reason", refusals[v])
+				if refused != nil {
+					refused(RefusalReasons[v])
+				}
 				refuse(w, refusals[v])
 				return
 			}

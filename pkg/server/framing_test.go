@@ -25,11 +25,15 @@ import (
 )
 
 // serveForTest runs Serve on ln until the test ends.
-func serveForTest(t *testing.T, ln net.Listener, h http.Handler, c Config) {
+func serveForTest(t *testing.T, ln net.Listener, h http.Handler, c Config, refused ...func(string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h, c, Options{Logger: slog.New(slog.DiscardHandler)}) }()
+	o := Options{Logger: slog.New(slog.DiscardHandler)}
+	if len(refused) > 0 {
+		o.Refused = refused[0]
+	}
+	go func() { done <- Serve(ctx, ln, h, c, o) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -164,7 +168,9 @@ func TestFramingRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
 			ln := listen(t)
-			serveForTest(t, ln, rec, Config{})
+			var reasons []string
+			var mu sync.Mutex
+			serveForTest(t, ln, rec, Config{}, func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() })
 			c, br := dial(t, ln.Addr().String())
 			if _, err := io.WriteString(c, tc.req+smuggled); err != nil {
 				t.Fatal(err)
@@ -191,6 +197,14 @@ func TestFramingRefused(t *testing.T) {
 			expectClosed(t, br)
 			if got := rec.requests(); len(got) != 0 {
 				t.Errorf("handler saw %q, want nothing", got)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tc.wantMsg != "" && (len(reasons) != 1 || !slices.Contains(RefusalReasons[:], reasons[0])) {
+				t.Errorf("Refused told %q, want one of RefusalReasons", reasons)
+			}
+			if tc.wantMsg == "" && len(reasons) != 0 {
+				t.Errorf("Refused told %q for a request net/http refused itself, want nothing", reasons)
 			}
 		})
 	}

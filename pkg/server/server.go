@@ -130,6 +130,9 @@ type Options struct {
 	// Cancelled is told how many requests were still open, and were
 	// cancelled, when the grace period ended.
 	Cancelled func(n int)
+	// Refused is told the reason (one of RefusalReasons) of each request
+	// refused for ambiguous framing (request smuggling), for a metric.
+	Refused func(reason string)
 }
 
 // New returns the data-plane server: HTTP/1.1, HTTP/2 over TLS (ALPN "h2")
@@ -139,12 +142,17 @@ type Options struct {
 // watches their bytes below net/http, which hides the problem from
 // handlers. Served on a listener of the caller's, it cannot.
 func New(h http.Handler, c Config, logger *slog.Logger) *http.Server {
+	return newServer(h, c, logger, nil)
+}
+
+// newServer is New with guard's refusals told to refused.
+func newServer(h http.Handler, c Config, logger *slog.Logger, refused func(string)) *http.Server {
 	c = c.withDefaults()
 	if logger == nil {
 		logger = slog.Default()
 	}
 	srv := &http.Server{
-		Handler:     guard(h, logger),
+		Handler:     guard(h, logger, refused),
 		ConnContext: connContext,
 		// "OPTIONS *" goes to the handler too, so that guard sees
 		// every HTTP/1.x request: net/http's own answer would keep a
@@ -178,7 +186,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, c Config, o Opt
 		log = slog.Default()
 	}
 	track := newInflight()
-	srv := New(track.wrap(h), c, log)
+	srv := newServer(track.wrap(h), c, log, o.Refused)
 	errc := make(chan error, 1)
 	// TLS handshakes happen in the listener, bounded as http.Server
 	// bounds them: by the read header timeout.
