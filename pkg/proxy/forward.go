@@ -123,12 +123,15 @@ func (p *Proxy) upstreamRequest(ctx context.Context, o *outbound) (*http.Request
 	if !o.creds.HasKeys() {
 		return nil, errNoSession
 	}
+	// The path is sent exactly as prepare escaped it: as Opaque, which
+	// RequestURI (the request line, HTTP/2's :path) returns as it is,
+	// where Path and RawPath would be unescaped and checked against each
+	// other on every use.
 	u := &url.URL{
-		Scheme:  p.cfg.Endpoint.Scheme,
-		Host:    p.cfg.Endpoint.Host,
-		RawPath: o.rawPath,
+		Scheme: p.cfg.Endpoint.Scheme,
+		Host:   p.cfg.Endpoint.Host,
+		Opaque: o.rawPath,
 	}
-	u.Path, _ = url.PathUnescape(o.rawPath) // escaped by escapeLabel: cannot fail
 	// Built on the stack and copied once by WithContext, the only way to
 	// give a Request its context.
 	req := (&http.Request{
@@ -155,7 +158,7 @@ func (p *Proxy) upstreamRequest(ctx context.Context, o *outbound) (*http.Request
 	sr := sigv4.Request{
 		Method:        o.method,
 		Host:          p.signingHost,
-		Path:          u.EscapedPath(), // what goes on the wire: o.rawPath
+		Path:          o.rawPath, // what goes on the wire
 		RawQuery:      o.rawQuery,
 		Header:        o.header,
 		ContentLength: req.ContentLength,
