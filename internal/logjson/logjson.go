@@ -74,69 +74,104 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		return h.slow.Handle(ctx, r)
 	}
 	bp := buffers.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 64<<10 {
-			*bp = (*bp)[:0]
-			buffers.Put(bp)
-		}
-	}()
 	b, ok := appendRecord((*bp)[:0], &r)
-	*bp = b
 	if !ok {
+		putBuffer(bp, b)
 		return h.slow.Handle(ctx, r)
 	}
 	_, err := h.w.Write(b)
+	putBuffer(bp, b)
 	return err
+}
+
+// WriteAttrs writes what Handle would for a record of t, level, msg and
+// attrs, without building the slog.Record: for a caller that writes one
+// line per request and has checked Enabled. Attributes of other kinds go
+// through slog's handler as Handle sends them.
+func (h *Handler) WriteAttrs(ctx context.Context, t time.Time, level slog.Level, msg string, attrs []slog.Attr) error {
+	slow := h.opts.AddSource || h.opts.ReplaceAttr != nil
+	if !slow {
+		bp := buffers.Get().(*[]byte)
+		b, ok := appendHead((*bp)[:0], t, level, msg)
+		for i := 0; ok && i < len(attrs); i++ {
+			b, ok = appendAttr(b, attrs[i])
+		}
+		if ok {
+			b = append(b, '}', '\n')
+			_, err := h.w.Write(b)
+			putBuffer(bp, b)
+			return err
+		}
+		putBuffer(bp, b)
+	}
+	r := slog.NewRecord(t, level, msg, 0)
+	r.AddAttrs(attrs...)
+	return h.slow.Handle(ctx, r)
+}
+
+func putBuffer(bp *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		buffers.Put(bp)
+	}
 }
 
 // appendRecord appends r as slog.JSONHandler writes it, and false if r
 // holds something only slog's handler writes.
 func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
-	b = append(b, '{')
-	if !r.Time.IsZero() {
-		t := r.Time.Round(0)
-		if y := t.Year(); y < 0 || y >= 10000 {
-			return b, false // slog writes an error in its place
-		}
-		b = append(b, `"time":"`...)
-		b = t.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `",`...)
-	}
-	b = append(b, `"level":`...)
-	b = appendString(b, r.Level.String())
-	b = append(b, `,"msg":`...)
-	b = appendString(b, r.Message)
-	ok := true
+	b, ok := appendHead(b, r.Time, r.Level, r.Message)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "" {
-			ok = false
-			return false
-		}
-		mark := len(b)
-		b = append(b, ',')
-		b = appendString(b, a.Key)
-		b = append(b, ':')
-		switch v := a.Value; v.Kind() {
-		case slog.KindString:
-			b = appendString(b, v.String())
-		case slog.KindInt64:
-			b = strconv.AppendInt(b, v.Int64(), 10)
-		case slog.KindUint64:
-			b = strconv.AppendUint(b, v.Uint64(), 10)
-		case slog.KindBool:
-			b = strconv.AppendBool(b, v.Bool())
-		case slog.KindDuration:
-			b = strconv.AppendInt(b, int64(v.Duration()), 10)
-		default:
-			b = b[:mark]
-			ok = false
-		}
+		b, ok = appendAttr(b, a)
 		return ok
 	})
 	if !ok {
 		return b, false
 	}
 	return append(b, '}', '\n'), true
+}
+
+// appendHead opens the line with the time, level and message, as slog
+// writes them; false for a time slog writes an error in place of.
+func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
+	b = append(b, '{')
+	if !t.IsZero() {
+		t = t.Round(0)
+		if y := t.Year(); y < 0 || y >= 10000 {
+			return b, false
+		}
+		b = append(b, `"time":"`...)
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"level":`...)
+	b = appendString(b, level.String())
+	b = append(b, `,"msg":`...)
+	return appendString(b, msg), true
+}
+
+// appendAttr appends one attribute, and false for one only slog's handler
+// writes: an empty key, or a kind other than string, integer, boolean and
+// duration.
+func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
+	if a.Key == "" {
+		return b, false
+	}
+	b = append(b, ',')
+	b = appendString(b, a.Key)
+	b = append(b, ':')
+	switch v := a.Value; v.Kind() {
+	case slog.KindString:
+		return appendString(b, v.String()), true
+	case slog.KindInt64:
+		return strconv.AppendInt(b, v.Int64(), 10), true
+	case slog.KindUint64:
+		return strconv.AppendUint(b, v.Uint64(), 10), true
+	case slog.KindBool:
+		return strconv.AppendBool(b, v.Bool()), true
+	case slog.KindDuration:
+		return strconv.AppendInt(b, int64(v.Duration()), 10), true
+	}
+	return b, false
 }
 
 const hex = "0123456789abcdef"

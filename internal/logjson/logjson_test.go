@@ -22,6 +22,16 @@ func both(t testing.TB, opts *slog.HandlerOptions, r slog.Record) (want, got str
 	if err := New(&b, opts).Handle(context.Background(), r); err != nil {
 		t.Fatalf("logjson: %v", err)
 	}
+	// WriteAttrs, given the record's parts, writes the same line.
+	var c bytes.Buffer
+	var attrs []slog.Attr
+	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
+	if err := New(&c, opts).WriteAttrs(context.Background(), r.Time, r.Level, r.Message, attrs); err != nil {
+		t.Fatalf("logjson WriteAttrs: %v", err)
+	}
+	if c.String() != b.String() {
+		t.Errorf("WriteAttrs wrote\n%q\nHandle wrote\n%q", c.String(), b.String())
+	}
 	return a.String(), b.String()
 }
 

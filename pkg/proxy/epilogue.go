@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/bedrock-gateway/gateway/internal/logjson"
 	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
@@ -205,9 +206,16 @@ func (p *Proxy) accessLog(r *http.Request, sw *statusWriter, st *reqState, u *us
 	// What LogAttrs does, without the call-site lookup it makes for
 	// AddSource, which the gateway's handlers do not use: the line costs
 	// a runtime.Callers less.
-	if ctx := r.Context(); p.log.Enabled(ctx, level) {
-		rec := slog.NewRecord(time.Now(), level, "request", 0)
-		rec.AddAttrs(attrs...)
-		_ = p.log.Handler().Handle(ctx, rec)
+	ctx := r.Context()
+	if !p.log.Enabled(ctx, level) {
+		return
 	}
+	// The gateway's JSON handler writes the line straight from attrs.
+	if h, ok := p.log.Handler().(*logjson.Handler); ok {
+		_ = h.WriteAttrs(ctx, time.Now(), level, "request", attrs)
+		return
+	}
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	rec.AddAttrs(attrs...)
+	_ = p.log.Handler().Handle(ctx, rec)
 }

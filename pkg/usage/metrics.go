@@ -3,6 +3,7 @@ package usage
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -98,6 +99,15 @@ type Metrics struct {
 	unpriced    *prometheus.CounterVec   // operation, model
 
 	teams, tenants, models labelSet
+	// byOp holds each operation's series of the vectors labelled by
+	// operation alone, looked up once here rather than on every request.
+	byOp map[string]opSeries
+}
+
+// opSeries are one operation's series.
+type opSeries struct {
+	duration, ttfb prometheus.Observer
+	disconnects    prometheus.Counter
 }
 
 // NewMetrics builds the usage metrics and registers them on
@@ -149,10 +159,13 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 		tenants: newLabelSet(cfg.Tenants),
 		models:  newLabelSet(cfg.Models),
 	}
-	for _, op := range Operations {
-		m.disconnects.WithLabelValues(op) // export from zero
+	m.byOp = make(map[string]opSeries, len(Operations)+1)
+	for _, op := range append(Operations[:len(Operations):len(Operations)], LabelOther) {
+		// disconnects is exported from zero; the histograms appear
+		// with their first observation.
+		m.byOp[op] = opSeries{duration: &lazyObserver{vec: m.duration, op: op}, ttfb: &lazyObserver{vec: m.ttfb, op: op},
+			disconnects: m.disconnects.WithLabelValues(op)}
 	}
-	m.disconnects.WithLabelValues(LabelOther)
 	for _, op := range []string{opConverseStream, opInvokeStream} {
 		m.streamCuts.WithLabelValues(op) // the operations that stream
 	}
@@ -199,18 +212,19 @@ func (m *Metrics) Record(r Record) {
 			m.tokens.WithLabelValues(op, model, team, tenant, t.typ).Add(float64(t.n))
 		}
 	}
+	s := m.byOp[op]
 	if r.Latency > 0 {
-		m.duration.WithLabelValues(op).Observe(r.Latency.Seconds())
+		s.duration.Observe(r.Latency.Seconds())
 	} else if r.LatencyMS > 0 {
-		m.duration.WithLabelValues(op).Observe(r.LatencyMS / 1000)
+		s.duration.Observe(r.LatencyMS / 1000)
 	}
 	if r.TimeToFirstByte > 0 {
-		m.ttfb.WithLabelValues(op).Observe(r.TimeToFirstByte.Seconds())
+		s.ttfb.Observe(r.TimeToFirstByte.Seconds())
 	} else if r.TTFBMS > 0 {
-		m.ttfb.WithLabelValues(op).Observe(r.TTFBMS / 1000)
+		s.ttfb.Observe(r.TTFBMS / 1000)
 	}
 	if r.ClientGone {
-		m.disconnects.WithLabelValues(op).Inc()
+		s.disconnects.Inc()
 	}
 	if r.ErrorType == ErrorUpstreamStreamCut {
 		m.streamCuts.WithLabelValues(op).Inc()
@@ -269,4 +283,23 @@ func (s labelSet) value(v string) string {
 		return v
 	}
 	return LabelOther
+}
+
+// lazyObserver is one operation's series of a histogram vector, created
+// at its first observation (so that an operation never seen exports no
+// empty histogram) and then kept, so later ones skip the vector's lookup.
+type lazyObserver struct {
+	vec *prometheus.HistogramVec
+	op  string
+	got atomic.Pointer[prometheus.Observer]
+}
+
+func (l *lazyObserver) Observe(v float64) {
+	o := l.got.Load()
+	if o == nil {
+		obs := l.vec.WithLabelValues(l.op)
+		l.got.Store(&obs)
+		o = &obs
+	}
+	(*o).Observe(v)
 }
