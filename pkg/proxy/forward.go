@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/bedrock-gateway/gateway/internal/sigv4"
 )
@@ -30,12 +29,12 @@ import (
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, out *outbound) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	out.idle = time.AfterFunc(p.cfg.StreamIdleTimeout, func() {
-		st.idleFired.Store(true)
-		cancel()
-	})
-	out.idle.Stop() // tapResponse starts it
-	defer out.idle.Stop()
+	out.cancel = cancel
+	defer func() {
+		if out.idle != nil {
+			out.idle.Stop()
+		}
+	}()
 	st.out = out
 
 	req, err := p.upstreamRequest(ctx, out)

@@ -40,9 +40,11 @@ type outbound struct {
 	// body as read and as sent (the same one when it was not
 	// rewritten); see bodypool.go for when each goes back.
 	readBuf, bodyBuf *[]byte
-	// idle cancels the upstream exchange when Bedrock goes quiet once
-	// its response has started; set by forward.
-	idle *time.Timer
+	// idle cancels the upstream exchange (cancel) when Bedrock goes
+	// quiet once its response has started; tapResponse starts it, and
+	// forward stops it.
+	idle   *time.Timer
+	cancel context.CancelFunc
 }
 
 // prepare runs every check a request must pass before it may go upstream,

@@ -98,7 +98,16 @@ func (p *Proxy) tapResponse(resp *http.Response) error {
 		t.buf.Grow(int(resp.ContentLength)) // once, not doubling as it arrives
 	}
 	st.tap = t
-	st.out.idle.Reset(p.cfg.StreamIdleTimeout)
+	if out := st.out; out.idle == nil {
+		// Made here, once Bedrock has answered, not for every request
+		// before it has.
+		out.idle = time.AfterFunc(p.cfg.StreamIdleTimeout, func() {
+			st.idleFired.Store(true)
+			out.cancel()
+		})
+	} else {
+		out.idle.Reset(p.cfg.StreamIdleTimeout)
+	}
 	t.body = tappedBody{rc: resp.Body, tap: t, idle: st.out.idle, idleFor: p.cfg.StreamIdleTimeout}
 	resp.Body = &t.body
 	return nil
