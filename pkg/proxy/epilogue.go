@@ -159,7 +159,7 @@ func (p *Proxy) cost(u *usage.Record) *pricing.Money {
 func (p *Proxy) accessLog(r *http.Request, sw *statusWriter, st *reqState, u *usage.Record) {
 	// Room for every attribute the line can have: appending never
 	// reallocates.
-	attrs := make([]slog.Attr, 0, 22)
+	attrs := make([]slog.Attr, 0, 23)
 	attrs = append(attrs,
 		slog.String("request_id", u.RequestID),
 		slog.String("method", r.Method),
@@ -190,6 +190,10 @@ func (p *Proxy) accessLog(r *http.Request, sw *statusWriter, st *reqState, u *us
 	}
 	if u.ClientGone {
 		attrs = append(attrs, slog.Bool("client_gone", true))
+	}
+	if st.trace != nil {
+		// The line and the request's trace find each other.
+		attrs = append(attrs, slog.String("trace_id", st.trace.server.SpanContext().TraceID().String()))
 	}
 	level := slog.LevelInfo
 	if u.ErrorType != "" {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,6 +40,9 @@ type traced struct {
 	// the gateway's own secret key, and every secret key and session
 	// token STS issued.
 	secrets func() []string
+	// logs is the access log, as text.
+	logMu sync.Mutex
+	logs  bytes.Buffer
 }
 
 func newTraced(t *testing.T, sampler string) *traced {
@@ -74,7 +78,7 @@ func newTraced(t *testing.T, sampler string) *traced {
 	p, err := New(Config{
 		Endpoint: u, Region: "us-east-1",
 		Authenticator: keyAuth{}, Resolver: userResolver{}, Credentials: cache,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:         slog.New(slog.NewTextHandler(lockedWriter{&tr.logMu, &tr.logs}, nil)),
 		TracerProvider: tr.provider.TracerProvider(),
 	})
 	if err != nil {
@@ -171,6 +175,16 @@ func TestTracingSpanTree(t *testing.T) {
 	byTrace := tr.spans(t)
 	if len(byTrace) != 2 {
 		t.Fatalf("traces = %d, want the caller's two: %v", len(byTrace), byTrace)
+	}
+
+	// Each access line names its request's trace.
+	tr.logMu.Lock()
+	logs := tr.logs.String()
+	tr.logMu.Unlock()
+	for _, id := range []string{clientTrace1, clientTrace2} {
+		if !strings.Contains(logs, "trace_id="+id) {
+			t.Errorf("no access line with trace_id=%s:\n%s", id, logs)
+		}
 	}
 
 	converse := byTrace[clientTrace1]
