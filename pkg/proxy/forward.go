@@ -63,6 +63,17 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, st *reqState, ou
 	}
 	if err := respond(w, resp); err != nil {
 		p.relayFailed(ctx, w, r, err)
+		return
+	}
+	// An HTTP/1.x answer of declared length is complete: send it now,
+	// rather than when the handler returns after the epilogue (usage
+	// record, access line), which the client need not wait for. Without
+	// a length, flushing would turn the answer chunked; over HTTP/2 it
+	// would send the end of the stream in a frame of its own.
+	if r.ProtoMajor == 1 && w.Header().Get("Content-Length") != "" {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 	}
 }
 
