@@ -11,6 +11,7 @@
 //	gateway dev [-listen ADDR] [-tls-listen ADDR] [-admin-listen ADDR] [-data DIR]
 //	gateway report --ledger FILE... [--group-by user,team,...]
 //	gateway reconcile --cur FILE... --ledger FILE...
+//	gateway prices [--config FILE] [--region R] [--model PATTERN]
 package main
 
 import (
@@ -26,6 +27,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/bedrock-gateway/gateway/internal/gateway"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 	"github.com/bedrock-gateway/gateway/pkg/reconcile"
 	"github.com/bedrock-gateway/gateway/pkg/report"
 )
@@ -66,6 +69,8 @@ const usageText = `usage:
                 [--since DATE] [--until DATE] [--format table|csv|json]   (spend from the usage ledger)
   gateway reconcile --cur FILE... --ledger FILE... [--format table|json]
                 (the CUR 2.0 bill against the ledger: exit 0 reconciled, 1 findings, 2 bad input)
+  gateway prices [--config FILE] [--region R] [--model PATTERN] [--format table|json]
+                (the price catalogue requests are costed with)
   gateway version`
 
 // exitCode is the exit status of a command that reports its own outcome
@@ -125,6 +130,14 @@ func run(ctx context.Context, args []string, p process) error {
 		return exit(report.Run(args[1:], p.stdout, p.stderr))
 	case "reconcile":
 		return exit(reconcile.Run(args[1:], p.stdout, p.stderr))
+	case "prices":
+		return exit(pricing.Run(args[1:], p.stdout, p.stderr, func(file string) (pricing.Config, error) {
+			cfg, err := gateway.Load(file, p.getenv)
+			if err != nil {
+				return pricing.Config{}, err
+			}
+			return cfg.Pricing, nil
+		}))
 	case "version":
 		fmt.Fprintln(p.stdout, version)
 		return nil

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -18,4 +22,29 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// TestPricesCommand: `gateway prices` lists the catalogue, with a config's
+// overrides when given one.
+func TestPricesCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"prices", "--model", "amazon.nova-lite*", "--region", "us-east-1"},
+		testProcess(&out, &errb)); err != nil || !strings.Contains(out.String(), "NovaLite") {
+		t.Fatalf("gateway prices = %v, stdout %q, stderr %q", err, out.String(), errb.String())
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "keys.json"), "[]")
+	writeFile(t, filepath.Join(dir, "gw.yaml"), `aws: {region: us-east-1}
+session: {role_arn: "arn:aws:iam::123456789012:role/R"}
+auth: {api_keys_file: keys.json}
+pricing:
+  prices:
+    - {model: amazon.nova-lite-v1:0, region: us-east-1, input: "0.05", output: "0.2"}
+`)
+	out.Reset()
+	if err := run(context.Background(), []string{"prices", "--config", filepath.Join(dir, "gw.yaml"), "--model", "amazon.nova-lite*",
+		"--region", "us-east-1", "--format", "json"}, testProcess(&out, &errb)); err != nil ||
+		!strings.Contains(out.String(), `"input_per_mtok": "0.05"`) || !strings.Contains(out.String(), `"source": "config"`) {
+		t.Errorf("gateway prices --config = %v, stdout %s, stderr %s", err, out.String(), errb.String())
+	}
 }
