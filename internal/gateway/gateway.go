@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (g *Gateway, err error)
 		return nil, fmt.Errorf("budgets: %w", err)
 	}
 	closers = append(closers, g.closeBudgets)
-	g.rebuildBudgets()
+	g.rebuildBudgets(cfg.Budgets)
 	if g.cache, err = sessioncache.New(sc); err != nil {
 		return nil, err
 	}
@@ -350,8 +350,14 @@ func (g *Gateway) closeTracing() {
 // rebuildBudgets counts, in a single replica, what the ledger records as
 // spent in the budgets' current periods: the ledger is where spend
 // survives a restart. In fleet mode Redis holds the fleet's spend.
-func (g *Gateway) rebuildBudgets() {
-	if g.fleet != nil || g.ledger == nil {
+func (g *Gateway) rebuildBudgets(budgets budget.Config) {
+	if g.fleet != nil {
+		return
+	}
+	if path := g.cfg.ledgerConfig().Path; g.ledger == nil || path == "-" {
+		if len(budgets) > 0 {
+			g.log.Warn("budgets: spend so far is not rebuilt after a restart: usage.ledger is not a file (set a ledger file, or use fleet mode)")
+		}
 		return
 	}
 	if err := g.budgets.RebuildFromLedger(g.cfg.ledgerConfig().Path); err != nil {

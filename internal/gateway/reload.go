@@ -98,7 +98,7 @@ func (g *Gateway) reload(ctx context.Context) error {
 		return err
 	}
 	if !hadBudgets {
-		g.rebuildBudgets() // a budget's period may have begun before it was configured
+		g.rebuildBudgets(next.Budgets) // a budget's period may have begun before it was configured
 	}
 	g.sw.swap(gen)
 	if g.opts.LogLevel != nil {
