@@ -354,13 +354,14 @@ func (g *Gateway) rebuildBudgets(budgets budget.Config) {
 	if g.fleet != nil {
 		return
 	}
-	if path := g.cfg.ledgerConfig().Path; g.ledger == nil || path == "-" {
+	path := g.cfg.ledgerConfig().Path
+	if g.ledger == nil || path == "-" {
 		if len(budgets) > 0 {
 			g.log.Warn("budgets: spend so far is not rebuilt after a restart: usage.ledger is not a file (set a ledger file, or use fleet mode)")
 		}
 		return
 	}
-	if err := g.budgets.RebuildFromLedger(g.cfg.ledgerConfig().Path); err != nil {
+	if err := g.budgets.RebuildFromLedger(path); err != nil {
 		g.log.Error("budgets: reading the spend so far from the usage ledger failed; counting from zero", "error", err)
 	}
 }
