@@ -118,3 +118,36 @@ func TestSIGHUPReload(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadAddsBudget: a hard budget added by a reload counts what the
+// ledger already holds for its period, so a team that spent past it
+// before the budget existed is refused at once, not after spending the
+// limit again.
+func TestReloadAddsBudget(t *testing.T) {
+	e := startEnvWith(t, extraConfig{}, alice)
+	key := map[string]string{"x-api-key": e.keys[alice.user]}
+	if status, body, _ := e.call(t, key); status != http.StatusOK {
+		t.Fatalf("before reload: %d %s", status, body)
+	}
+	eventually(t, "the call's cost in the ledger", func() bool {
+		data, _ := os.ReadFile(e.ledger)
+		return strings.Contains(string(data), `"cost_usd":0.`)
+	})
+	original, err := os.ReadFile(e.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, e.cfgFile, string(original)+`
+budgets:
+  - {name: ds-daily, scope: team, match: data-science, period: daily, limit_usd: "0.000000000001", mode: hard}
+`)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "config reloaded", func() bool { return strings.Contains(e.logs.String(), `"msg":"config reloaded"`) })
+	status, body, h := e.call(t, key)
+	if status != http.StatusTooManyRequests || !strings.Contains(body, `ds-daily`) || h.Get("Retry-After") == "" {
+		t.Errorf("after a reload added a budget the ledger shows spent: %d %s (Retry-After %q), want 429 naming ds-daily",
+			status, body, h.Get("Retry-After"))
+	}
+}
