@@ -951,11 +951,7 @@ func rqParseMessage(raw any, i int) (Message, *RequestError) {
 	if e != nil {
 		return Message{}, e
 	}
-	roleRaw, e := rqRequiredField(obj, p, "role")
-	if e != nil {
-		return Message{}, e
-	}
-	role, e := rqString(roleRaw, p+".role")
+	role, e := rqRequiredString(obj, p, "role")
 	if e != nil {
 		return Message{}, e
 	}
@@ -1072,11 +1068,7 @@ func rqParsePart(raw any, p, role string) (ContentPart, *RequestError) {
 	if e != nil {
 		return ContentPart{}, e
 	}
-	typRaw, e := rqRequiredField(obj, p, "type")
-	if e != nil {
-		return ContentPart{}, e
-	}
-	typ, e := rqString(typRaw, p+".type")
+	typ, e := rqRequiredString(obj, p, "type")
 	if e != nil {
 		return ContentPart{}, e
 	}
@@ -1171,11 +1163,7 @@ func rqFunctionTyped(v any, p, customMsg string) (map[string]any, string, *Reque
 	if e != nil {
 		return nil, "", e
 	}
-	typRaw, e := rqRequiredField(obj, p, "type")
-	if e != nil {
-		return nil, "", e
-	}
-	typ, e := rqString(typRaw, p+".type")
+	typ, e := rqRequiredString(obj, p, "type")
 	if e != nil {
 		return nil, "", e
 	}
@@ -1280,11 +1268,7 @@ func rqParseToolChoice(raw any) (*ToolChoice, *RequestError) {
 	if e != nil {
 		return nil, e
 	}
-	typRaw, e := rqRequiredField(obj, "tool_choice", "type")
-	if e != nil {
-		return nil, e
-	}
-	typ, e := rqString(typRaw, "tool_choice.type")
+	typ, e := rqRequiredString(obj, "tool_choice", "type")
 	if e != nil {
 		return nil, e
 	}
@@ -1311,11 +1295,7 @@ func rqParseToolChoice(raw any) (*ToolChoice, *RequestError) {
 	if e := rqCheckKeys(fn, "tool_choice.function", "name"); e != nil {
 		return nil, e
 	}
-	nameRaw, e := rqRequiredField(fn, "tool_choice.function", "name")
-	if e != nil {
-		return nil, e
-	}
-	name, e := rqString(nameRaw, "tool_choice.function.name")
+	name, e := rqRequiredString(fn, "tool_choice.function", "name")
 	if e != nil {
 		return nil, e
 	}
@@ -1327,11 +1307,7 @@ func rqParseResponseFormat(raw any) (*ResponseFormat, *RequestError) {
 	if e != nil {
 		return nil, e
 	}
-	typRaw, e := rqRequiredField(obj, "response_format", "type")
-	if e != nil {
-		return nil, e
-	}
-	typ, e := rqString(typRaw, "response_format.type")
+	typ, e := rqRequiredString(obj, "response_format", "type")
 	if e != nil {
 		return nil, e
 	}
