@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,6 +23,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
+	"github.com/bedrock-gateway/gateway/internal/logbuf"
 	"github.com/bedrock-gateway/gateway/pkg/sessioncache"
 	"github.com/bedrock-gateway/gateway/pkg/tracing"
 	"github.com/bedrock-gateway/gateway/pkg/tracing/tracingtest"
@@ -41,8 +41,7 @@ type traced struct {
 	// token STS issued.
 	secrets func() []string
 	// logs is the access log, as text.
-	logMu sync.Mutex
-	logs  bytes.Buffer
+	logs logbuf.Buffer
 }
 
 func newTraced(t *testing.T, sampler string) *traced {
@@ -78,7 +77,7 @@ func newTraced(t *testing.T, sampler string) *traced {
 	p, err := New(Config{
 		Endpoint: u, Region: "us-east-1",
 		Authenticator: keyAuth{}, Resolver: userResolver{}, Credentials: cache,
-		Logger:         slog.New(slog.NewTextHandler(lockedWriter{&tr.logMu, &tr.logs}, nil)),
+		Logger:         slog.New(slog.NewTextHandler(&tr.logs, nil)),
 		TracerProvider: tr.provider.TracerProvider(),
 	})
 	if err != nil {
@@ -178,9 +177,7 @@ func TestTracingSpanTree(t *testing.T) {
 	}
 
 	// Each access line names its request's trace.
-	tr.logMu.Lock()
 	logs := tr.logs.String()
-	tr.logMu.Unlock()
 	for _, id := range []string{clientTrace1, clientTrace2} {
 		if !strings.Contains(logs, "trace_id="+id) {
 			t.Errorf("no access line with trace_id=%s:\n%s", id, logs)
