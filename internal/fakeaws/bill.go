@@ -45,6 +45,7 @@ func (s *Server) addBillLines(inv Invocation, tags map[string]string, tagKey str
 		return
 	}
 	cat := pricing.Default()
+	price, known := cat.Lookup(s.opts.Region, inv.ModelID)
 	day := inv.Time.UTC().Truncate(24 * time.Hour)
 	n := pricing.Tokens{inv.InputTokens, inv.OutputTokens, inv.CacheReadTokens, inv.CacheWriteTokens}
 	for d := range pricing.Direction(pricing.NumDirections) {
@@ -52,7 +53,6 @@ func (s *Server) addBillLines(inv Invocation, tags map[string]string, tagKey str
 			continue
 		}
 		usage := cat.UsageTypeOrID(s.opts.Region, inv.ModelID, d)
-		_, known := cat.UsageType(s.opts.Region, inv.ModelID, d)
 		k := dailyKey{day, inv.PrincipalARN, usage, inv.Operation, tagKey}
 		line := s.daily[k]
 		if line == nil {
@@ -62,9 +62,7 @@ func (s *Server) addBillLines(inv Invocation, tags map[string]string, tagKey str
 		}
 		line.UsageAmount += n[d]
 		if known {
-			var one pricing.Tokens
-			one[d] = n[d]
-			c, _ := cat.Cost(s.opts.Region, inv.ModelID, one)
+			c, _ := price.Rates[d].Times(n[d])
 			line.Cost, _ = line.Cost.Add(c)
 		}
 	}
