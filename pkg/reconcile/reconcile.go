@@ -180,6 +180,7 @@ func (e *expectation) add(r *usage.Record) {
 	tagKey := fmt.Sprint(tags)
 	day := r.Time.UTC().Truncate(24 * time.Hour)
 	n := pricing.Tokens{r.Input, r.Output, r.CacheRead, r.CacheWrite}
+	price, priced := e.cat.Lookup(r.Region, r.Model)
 	for d := range pricing.Direction(pricing.NumDirections) {
 		if n[d] == 0 {
 			continue
@@ -192,9 +193,7 @@ func (e *expectation) add(r *usage.Record) {
 			e.order = append(e.order, k)
 		}
 		g.Amount += n[d]
-		var one pricing.Tokens
-		one[d] = n[d]
-		if c, ok := e.cat.Cost(r.Region, r.Model, one); ok && g.CostKnown {
+		if c, ok := price.Rates[d].Times(n[d]); priced && ok && g.CostKnown {
 			g.Cost, g.CostKnown = g.Cost.Add(c)
 		} else {
 			g.CostKnown = false
