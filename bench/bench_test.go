@@ -36,6 +36,9 @@ func TestQuick(t *testing.T) {
 	for _, re := range []string{
 		`max req/s, gateway\s+[1-9]\d*\s+[1-9]\d*`,
 		`added latency p50 / p90 / p99\s+-?\+?[\d.]+ / `,
+		`A/A control, bare / bare\s+[\d.]+ \(`,
+		`A/A control, bare over bare\s+-?\+?[\d.]+ / `,
+		`CPU/req in the loader \(client, upstream\), gateway \(bare\)\s+[\d.]+ µs \([\d.]+ µs\)`,
 		`RSS with 20 open streams.*\+`,
 		`RSS with 20 cached sessions.*\+`,
 	} {

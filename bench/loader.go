@@ -58,10 +58,14 @@ type command struct {
 
 // reply is the loader's answer to a command.
 type reply struct {
-	Err       string
-	Requests  int64
-	Seconds   float64
-	Accepts   int64           // upstream connections accepted during the command
+	Err      string
+	Requests int64
+	Seconds  float64
+	Accepts  int64 // upstream connections accepted during the command
+	// CPU is the loader's CPU time during the command: the load
+	// generator's, the upstream's and STS's, which the proxies' requests
+	// cost this machine besides their own.
+	CPU       time.Duration
 	Latencies []time.Duration // open loop, sorted: the calls that succeeded
 	Failed    int             // open loop: calls that failed
 	// Interleaved runs: the second target's figures, and (closed loop)
@@ -133,7 +137,7 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 			return err
 		}
 		var r reply
-		accepts0 := up.accepts.Load()
+		accepts0, cpu0 := up.accepts.Load(), cpuTime()
 		switch c.Op {
 		case "closed", "open":
 			clients := []*client{clientFor(c.Target, c.Header, max(c.Workers*2, 512))}
@@ -183,7 +187,7 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 		default:
 			err = fmt.Errorf("unknown command %q", c.Op)
 		}
-		r.Accepts = up.accepts.Load() - accepts0
+		r.Accepts, r.CPU = up.accepts.Load()-accepts0, cpuTime()-cpu0
 		if err != nil {
 			r.Err = err.Error()
 		}

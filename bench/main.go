@@ -109,6 +109,7 @@ type column struct {
 	streamRate          float64
 	bareLat, gwLat      []time.Duration
 	bareFirst, gwFirst  []time.Duration
+	aa                  control
 	failed              [2]int // open-loop calls that failed, bare and gateway
 	bareRSS, gwRSS      int64  // RSS growth with s.streams open streams; only measured on HTTPS/h2
 	procRSS             int64  // the proxies' process RSS with them open
@@ -118,6 +119,18 @@ type column struct {
 	measuredSessionsRSS bool
 }
 
+// control is the A/A control: the same interleaved runs with a second
+// bare proxy in the gateway's place. Two identical proxies should differ
+// by nothing, so what these runs show is the measurement's own noise on
+// this machine at this moment, the margin within which a gateway figure
+// cannot be told from the bare proxy's.
+type control struct {
+	ratios         []float64
+	ratio          float64
+	lat1, lat2     []time.Duration
+	first1, first2 []time.Duration
+}
+
 // closedResult is the closed-loop runs of one proxy, added up.
 type closedResult struct {
 	rps     float64       // the median of the rounds
@@ -125,6 +138,10 @@ type closedResult struct {
 	bytes   float64       // heap bytes allocated per request in the proxies' process
 	conns   float64       // upstream connections opened per 1,000 requests
 	cpu     time.Duration // CPU time per request in the proxies' process
+	// loaderCPU is the loader's CPU time per request: the client's and
+	// the upstream's work for it, larger for a request that carries more
+	// header (a signature, a session token) to decode.
+	loaderCPU time.Duration
 }
 
 // rounds is how many times each closed loop runs, bare and gateway taking
@@ -211,7 +228,7 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 		rps                     []float64
 		requests                int64
 		mallocs, bytes, accepts uint64
-		cpu                     time.Duration
+		cpu, loaderCPU          time.Duration
 	}
 	for range rounds {
 		for i, c := range []command{bare, gw} {
@@ -231,6 +248,7 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 			res[i].bytes += after.TotalAlloc - before.TotalAlloc
 			res[i].accepts += uint64(r.Accepts)
 			res[i].cpu += cpu1 - cpu0
+			res[i].loaderCPU += r.CPU
 		}
 	}
 	var out [2]closedResult
@@ -238,7 +256,8 @@ func closedRounds(ld *loader, bare, gw command) (closedResult, closedResult, err
 		slices.Sort(r.rps)
 		n := float64(r.requests)
 		out[i] = closedResult{rps: r.rps[len(r.rps)/2], mallocs: float64(r.mallocs) / n, bytes: float64(r.bytes) / n,
-			conns: float64(r.accepts) * 1000 / n, cpu: time.Duration(float64(r.cpu) / n)}
+			conns: float64(r.accepts) * 1000 / n, cpu: time.Duration(float64(r.cpu) / n),
+			loaderCPU: time.Duration(float64(r.loaderCPU) / n)}
 	}
 	return out[0], out[1], nil
 }
@@ -297,18 +316,24 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 		return col, err
 	}
 	defer bare.close()
+	bare2, err := startBare(upstreamURL, roots)
+	if err != nil {
+		return col, err
+	}
+	defer bare2.close()
 	gw, err := startGateway(ctx, dir, ld.hello, upstreamURL, caBundle, s.sessions)
 	if err != nil {
 		return col, err
 	}
 	defer gw.close()
 	bc := command{Target: bare.url, Workers: s.workers}
+	b2c := command{Target: bare2.url, Workers: s.workers}
 	gc := command{Target: gw.url, Workers: s.workers, Header: http.Header{"Authorization": {"Bearer " + gw.key}}}
 	with := func(c command, op string, d time.Duration, rate float64, stream bool) command {
 		c.Op, c.Duration, c.Rate, c.Stream = op, d, rate, stream
 		return c
 	}
-	for _, c := range []command{bc, gc} { // warm up: session, connections
+	for _, c := range []command{bc, b2c, gc} { // warm up: session, connections
 		if _, err := ld.do(with(c, "closed", min(s.duration, time.Second), 0, false)); err != nil {
 			return col, fmt.Errorf("warm-up: %w", err)
 		}
@@ -329,6 +354,17 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 	col.streamRate = col.gw.rps / 4
 	if col.bareFirst, col.gwFirst, err = interleavedOpen(ld, &col.failed, with(bc, "open", 2*s.duration, col.streamRate, true), gc); err != nil {
 		return col, fmt.Errorf("streams: %w", err)
+	}
+	// The A/A control: the same three interleaved runs, bare against bare.
+	var aaFailed [2]int
+	if col.aa.ratios, col.aa.ratio, err = interleavedClosed(ld, with(bc, "closed", 4*s.duration, 0, false), b2c); err != nil {
+		return col, fmt.Errorf("A/A: %w", err)
+	}
+	if col.aa.lat1, col.aa.lat2, err = interleavedOpen(ld, &aaFailed, with(bc, "open", 2*s.duration, col.rate, false), b2c); err != nil {
+		return col, fmt.Errorf("A/A open loop: %w", err)
+	}
+	if col.aa.first1, col.aa.first2, err = interleavedOpen(ld, &aaFailed, with(bc, "open", 2*s.duration, col.streamRate, true), b2c); err != nil {
+		return col, fmt.Errorf("A/A streams: %w", err)
 	}
 	if streams {
 		col.measuredStreams = true
@@ -378,19 +414,22 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("", func(c column) string { return c.name })
 	row(fmt.Sprintf("max req/s, bare (%d workers × %v)", s.workers, s.duration), func(c column) string { return fmt.Sprintf("%.0f", c.bare.rps) })
 	row("max req/s, gateway", func(c column) string { return fmt.Sprintf("%.0f", c.gw.rps) })
-	row("gateway / bare, interleaved: all (median, p10-p90 of slices)", func(c column) string {
-		return fmt.Sprintf("%.2f (%.2f, %.2f-%.2f)", c.ratio, c.ratios[len(c.ratios)/2],
-			c.ratios[len(c.ratios)/10], c.ratios[len(c.ratios)*9/10])
-	})
+	row("gateway / bare, interleaved: all (median, p10-p90 of slices)", func(c column) string { return ratios(c.ratio, c.ratios) })
+	row("  A/A control, bare / bare", func(c column) string { return ratios(c.aa.ratio, c.aa.ratios) })
 	row("open loop at 50% of bare's max", func(c column) string { return fmt.Sprintf("%.0f req/s", c.rate) })
 	row("added latency p50 / p90 / p99", func(c column) string { return added(c.bareLat, c.gwLat, 50, 90, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareLat, 50, 99) })
+	row("  A/A control, bare over bare", func(c column) string { return added(c.aa.lat1, c.aa.lat2, 50, 90, 99) })
 	row("streams open loop at 25% of gateway's max", func(c column) string { return fmt.Sprintf("%.0f streams/s", c.streamRate) })
 	row("stream first event, added p50 / p99", func(c column) string { return added(c.bareFirst, c.gwFirst, 50, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareFirst, 50, 99) })
+	row("  A/A control, bare over bare", func(c column) string { return added(c.aa.first1, c.aa.first2, 50, 99) })
 	row("open-loop calls failed, gateway (bare)", func(c column) string { return fmt.Sprintf("%d (%d)", c.failed[1], c.failed[0]) })
 	row("CPU/req in the proxy, gateway (bare)", func(c column) string {
 		return fmt.Sprintf("%.1f µs (%.1f µs), +%.0f%%", us(c.gw.cpu), us(c.bare.cpu), 100*(float64(c.gw.cpu)/float64(c.bare.cpu)-1))
+	})
+	row("CPU/req in the loader (client, upstream), gateway (bare)", func(c column) string {
+		return fmt.Sprintf("%.1f µs (%.1f µs), +%.0f%%", us(c.gw.loaderCPU), us(c.bare.loaderCPU), 100*(float64(c.gw.loaderCPU)/float64(c.bare.loaderCPU)-1))
 	})
 	row("allocs/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%.0f (%.0f)", c.gw.mallocs, c.bare.mallocs) })
 	row("bytes/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%s (%s)", size(c.gw.bytes), size(c.bare.bytes)) })
@@ -429,9 +468,15 @@ of `+strconv.Itoa(rounds)+` closed-loop rounds, bare and gateway taking turns. T
 ratio and the latencies come from runs that interleave the proxies in
 `+slice.String()+` slices (the closed loop for 4×duration, the open loops for
 2×duration): the ratio of all requests completed, and the median and
-spread of each pair of slices' ratio. Allocations,
+spread of each pair of slices' ratio. The A/A control rows repeat those
+runs with a second bare proxy in the gateway's place: how far two
+identical proxies differ, the noise floor of this run. Allocations,
 bytes and RSS are this process's: the proxies' own. "in all" is the
 process's whole RSS with the gateway's streams open (bare idle).`)
+}
+
+func ratios(all float64, sorted []float64) string {
+	return fmt.Sprintf("%.2f (%.2f, %.2f-%.2f)", all, sorted[len(sorted)/2], sorted[len(sorted)/10], sorted[len(sorted)*9/10])
 }
 
 func lat(sorted []time.Duration, ps ...float64) string {

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -32,6 +33,10 @@ const (
 	invokeRole  = "arn:aws:iam::" + account + ":role/BedrockInvocationRole"
 	tenant      = "bench"
 )
+
+// gatewayLabel marks the gateway's goroutines in a -cpuprofile:
+// go tool pprof -tagfocus proxy=gateway.
+var gatewayLabel = pprof.Labels("proxy", "gateway")
 
 // target is a proxy under test, listening on loopback plain HTTP.
 type target struct {
@@ -65,7 +70,13 @@ func startBare(upstreamURL string, roots *x509.CertPool) (*target, error) {
 		return nil, err
 	}
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	go func() {
+		// Labelled so that a -cpuprofile can be split by proxy:
+		// go tool pprof -tagfocus proxy=bare. Goroutines started from
+		// here (connections, the transport's) inherit the label.
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("proxy", "bare")))
+		srv.Serve(ln)
+	}()
 	return &target{url: "http://" + ln.Addr().String(), close: func() {
 		srv.Close()
 		tr.CloseIdleConnections()
@@ -115,8 +126,13 @@ func startGateway(ctx context.Context, dir string, ld hello, bedrockURL, caBundl
 		closeLog()
 		logFile.Close()
 	}
-	g, err := gateway.New(ctx, &cfg, gateway.Options{Logger: logger, Stdout: io.Discard, Version: "bench",
-		Credentials: credentials.NewStaticCredentialsProvider(ld.RootKeyID, ld.RootSecret, "")})
+	var g *gateway.Gateway
+	// Labelled so that the gateway's background goroutines (ledger,
+	// log, refresh) count as its own in a -cpuprofile.
+	pprof.Do(ctx, gatewayLabel, func(ctx context.Context) {
+		g, err = gateway.New(ctx, &cfg, gateway.Options{Logger: logger, Stdout: io.Discard, Version: "bench",
+			Credentials: credentials.NewStaticCredentialsProvider(ld.RootKeyID, ld.RootSecret, "")})
+	})
 	if err != nil {
 		closeLogFile()
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -129,7 +145,10 @@ func startGateway(ctx context.Context, dir string, ld hello, bedrockURL, caBundl
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
-	go func() { done <- g.Serve(sctx, gateway.Listeners{Data: []net.Listener{ln}}) }()
+	go func() {
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), gatewayLabel))
+		done <- g.Serve(sctx, gateway.Listeners{Data: []net.Listener{ln}})
+	}()
 	return &gatewayTarget{target: &target{url: "http://" + ln.Addr().String(), close: func() {
 		stop()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
