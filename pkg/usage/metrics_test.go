@@ -478,3 +478,20 @@ func TestCostMetrics(t *testing.T) {
 		t.Errorf("%d cost and unpriced series, want 2", n)
 	}
 }
+
+// BenchmarkMetricsRecord: the metrics side of one billed Converse, on
+// every request's path.
+func BenchmarkMetricsRecord(b *testing.B) {
+	m, err := NewMetrics(MetricsConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cost := pricing.Money(3702000)
+	r := Record{Operation: "Converse", Model: "anthropic.claude-3-haiku-20240307-v1:0", Team: "data-science",
+		Status: 200, Latency: 3 * time.Millisecond, TimeToFirstByte: 2 * time.Millisecond,
+		Tokens: Tokens{Input: 1234, Output: 56}, Cost: &cost}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Record(r)
+	}
+}
