@@ -3,6 +3,7 @@ package usage
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,66 @@ type Metrics struct {
 	// byOp holds each operation's series of the vectors labelled by
 	// operation alone, looked up once here rather than on every request.
 	byOp map[string]opSeries
+	// combos holds the requests, tokens and cost series of each
+	// operation, model, team and tenant seen, so that a request looks its
+	// series up once, in a map, instead of in each vector: the vectors
+	// hash every label value byte by byte and lock on each lookup, four
+	// times per billed request. It grows with the series the vectors hold
+	// and is bounded as they are, by the configured label sets.
+	mu     sync.RWMutex
+	combos map[comboKey]*comboSeries
+}
+
+// comboKey is the labels the requests, tokens and cost series share.
+type comboKey struct{ op, model, team, tenant string }
+
+// comboSeries are one comboKey's counters, each created by its vector at
+// its first use, so that a series nothing touched is not exported, and
+// then kept.
+type comboSeries struct {
+	requests [len(statusClasses)]lazyCounter
+	tokens   [len(tokenTypes)]lazyCounter
+	cost     lazyCounter
+}
+
+// statusClasses are the values of the requests series' code label, as
+// statusClassIndex numbers them.
+var statusClasses = [...]string{"2xx", "3xx", "4xx", "5xx", LabelOther}
+
+// tokenTypes are the values of the tokens series' type label.
+var tokenTypes = [...]string{"input", "output", "cache_read", "cache_write"}
+
+// lazyCounter is a counter series found once.
+type lazyCounter struct {
+	got atomic.Pointer[prometheus.Counter]
+}
+
+// or returns the counter, finding it with find the first time. Two
+// requests may both find it: the vector returns the same series to both.
+func (l *lazyCounter) or(find func() prometheus.Counter) prometheus.Counter {
+	if c := l.got.Load(); c != nil {
+		return *c
+	}
+	c := find()
+	l.got.Store(&c)
+	return c
+}
+
+// combo returns k's series, adding them on first sight.
+func (m *Metrics) combo(k comboKey) *comboSeries {
+	m.mu.RLock()
+	s := m.combos[k]
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.combos[k]; s == nil {
+		s = new(comboSeries)
+		m.combos[k] = s
+	}
+	return s
 }
 
 // opSeries are one operation's series.
@@ -159,6 +220,7 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 		tenants: newLabelSet(cfg.Tenants),
 		models:  newLabelSet(cfg.Models),
 	}
+	m.combos = make(map[comboKey]*comboSeries)
 	m.byOp = make(map[string]opSeries, len(Operations)+1)
 	for _, op := range append(Operations[:len(Operations):len(Operations)], LabelOther) {
 		// disconnects is exported from zero; the histograms appear
@@ -198,18 +260,16 @@ func (m *Metrics) Record(r Record) {
 	op := operationLabel(r.Operation)
 	model, team, tenant := m.models.value(r.Model), m.teams.value(r.Team), m.tenants.value(r.Tenant)
 
-	m.requests.WithLabelValues(op, model, team, tenant, statusClass(r.Status)).Inc()
-	for _, t := range []struct {
-		typ string
-		n   int64
-	}{
-		{"input", r.Input},
-		{"output", r.Output},
-		{"cache_read", r.CacheRead},
-		{"cache_write", r.CacheWrite},
-	} {
-		if t.n > 0 { // a negative Add would panic; Bedrock never reports one
-			m.tokens.WithLabelValues(op, model, team, tenant, t.typ).Add(float64(t.n))
+	c := m.combo(comboKey{op, model, team, tenant})
+	code := statusClassIndex(r.Status)
+	c.requests[code].or(func() prometheus.Counter {
+		return m.requests.WithLabelValues(op, model, team, tenant, statusClasses[code])
+	}).Inc()
+	for i, n := range [len(tokenTypes)]int64{r.Input, r.Output, r.CacheRead, r.CacheWrite} {
+		if n > 0 { // a negative Add would panic; Bedrock never reports one
+			c.tokens[i].or(func() prometheus.Counter {
+				return m.tokens.WithLabelValues(op, model, team, tenant, tokenTypes[i])
+			}).Add(float64(n))
 		}
 	}
 	s := m.byOp[op]
@@ -233,7 +293,9 @@ func (m *Metrics) Record(r Record) {
 	case r.Cost == nil && r.Tokens != (Tokens{}):
 		m.unpriced.WithLabelValues(op, model).Inc()
 	case r.Cost != nil && *r.Cost > 0:
-		m.cost.WithLabelValues(op, model, team, tenant).Add(r.Cost.Float64())
+		c.cost.or(func() prometheus.Counter {
+			return m.cost.WithLabelValues(op, model, team, tenant)
+		}).Add(r.Cost.Float64())
 	}
 }
 
@@ -246,21 +308,14 @@ func operationLabel(op string) string {
 	return LabelOther
 }
 
-// statusClass is the code label: "2xx" to "5xx" for a final HTTP status
-// (499, the client-gone status, is "4xx"), "other" for anything else,
-// including 0 (no status recorded).
-func statusClass(status int) string {
-	switch {
-	case status >= 200 && status < 300:
-		return "2xx"
-	case status >= 300 && status < 400:
-		return "3xx"
-	case status >= 400 && status < 500:
-		return "4xx"
-	case status >= 500 && status < 600:
-		return "5xx"
+// statusClassIndex is the index in statusClasses of the code label:
+// "2xx" to "5xx" for a final HTTP status (499, the client-gone status, is
+// "4xx"), "other" for anything else, including 0 (no status recorded).
+func statusClassIndex(status int) int {
+	if status >= 200 && status < 600 {
+		return status/100 - 2
 	}
-	return LabelOther
+	return len(statusClasses) - 1
 }
 
 // labelSet is the allowed values of one label.

@@ -1,13 +1,12 @@
 package usage
 
 import (
-	"github.com/bedrock-gateway/gateway/pkg/pricing"
-
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bedrock-gateway/gateway/internal/configtest"
+	"github.com/bedrock-gateway/gateway/pkg/pricing"
 )
 
 var testMetricsConfig = MetricsConfig{
@@ -251,8 +251,8 @@ func TestLabelValues(t *testing.T) {
 		status int
 		want   string
 	}{{0, "other"}, {100, "other"}, {200, "2xx"}, {204, "2xx"}, {304, "3xx"}, {400, "4xx"}, {499, "4xx"}, {500, "5xx"}, {599, "5xx"}, {600, "other"}, {-1, "other"}} {
-		if got := statusClass(c.status); got != c.want {
-			t.Errorf("statusClass(%d) = %q, want %q", c.status, got, c.want)
+		if got := statusClasses[statusClassIndex(c.status)]; got != c.want {
+			t.Errorf("statusClasses[statusClassIndex(%d)] = %q, want %q", c.status, got, c.want)
 		}
 	}
 }
@@ -493,5 +493,54 @@ func BenchmarkMetricsRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Record(r)
+	}
+}
+
+// TestMetricsConcurrentFirstUse records from many goroutines at once into
+// series none of them has seen yet, racing to create the cached series,
+// and checks that every request, token and cost lands: a series created
+// twice must still be the vector's one series.
+func TestMetricsConcurrentFirstUse(t *testing.T) {
+	m, reg := newTestMetrics(t, testMetricsConfig)
+	const goroutines, each = 8, 500
+	teams := []string{"ml", "search", ""}
+	cost := pricing.Money(1_000_000) // $0.000001
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				m.Record(Record{Operation: "Converse", Model: "anthropic.claude-3-haiku-20240307-v1:0",
+					Team: teams[(g+i)%len(teams)], Status: 200 + 100*(i%4),
+					Tokens: Tokens{Input: 3, Output: 2, CacheRead: 1}, Cost: &cost})
+			}
+		})
+	}
+	wg.Wait()
+	// Only what was recorded is exported: no cache_write series, and no
+	// "other" code. (Counted before the sums below, whose lookups would
+	// create the missing series.)
+	if got, err := testutil.GatherAndCount(reg, "bedrock_gateway_tokens_total"); err != nil || got != 3*3 {
+		t.Errorf("tokens series = %d, %v; want 9 (3 teams × input, output, cache_read)", got, err)
+	}
+	if got, err := testutil.GatherAndCount(reg, "bedrock_gateway_requests_total"); err != nil || got != 3*4 {
+		t.Errorf("requests series = %d, %v; want 12 (3 teams × 2xx-5xx)", got, err)
+	}
+	var requests, requests5xx, input, cacheRead, costUSD float64
+	for _, team := range []string{"ml", "search", "none"} {
+		for _, code := range statusClasses {
+			requests += testutil.ToFloat64(m.requests.WithLabelValues("Converse", "anthropic.claude-3-haiku-20240307-v1:0", team, "none", code))
+		}
+		requests5xx += testutil.ToFloat64(m.requests.WithLabelValues("Converse", "anthropic.claude-3-haiku-20240307-v1:0", team, "none", "5xx"))
+		input += testutil.ToFloat64(m.tokens.WithLabelValues("Converse", "anthropic.claude-3-haiku-20240307-v1:0", team, "none", "input"))
+		cacheRead += testutil.ToFloat64(m.tokens.WithLabelValues("Converse", "anthropic.claude-3-haiku-20240307-v1:0", team, "none", "cache_read"))
+		costUSD += testutil.ToFloat64(m.cost.WithLabelValues("Converse", "anthropic.claude-3-haiku-20240307-v1:0", team, "none"))
+	}
+	const n = goroutines * each
+	if requests != n || requests5xx != n/4 || input != 3*n || cacheRead != n {
+		t.Errorf("requests, 5xx, input, cache_read = %v, %v, %v, %v; want %v, %v, %v, %v",
+			requests, requests5xx, input, cacheRead, n, n/4, 3*n, n)
+	}
+	if want := float64(n) / 1e6; costUSD < want*0.999999 || costUSD > want*1.000001 {
+		t.Errorf("cost = %v, want %v", costUSD, want)
 	}
 }
