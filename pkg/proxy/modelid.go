@@ -41,7 +41,7 @@ func parseModelID(escaped string) (string, error) {
 			return "", errors.New("model identifier contains a character Bedrock model IDs and ARNs do not use")
 		}
 	}
-	for _, seg := range strings.Split(id, "/") {
+	for seg := range strings.SplitSeq(id, "/") {
 		switch seg {
 		case "":
 			return "", errors.New("model identifier has an empty path segment")
