@@ -426,10 +426,10 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("  A/A control, bare over bare", func(c column) string { return added(c.aa.first1, c.aa.first2, 50, 99) })
 	row("open-loop calls failed, gateway (bare)", func(c column) string { return fmt.Sprintf("%d (%d)", c.failed[1], c.failed[0]) })
 	row("CPU/req in the proxy, gateway (bare)", func(c column) string {
-		return fmt.Sprintf("%.1f µs (%.1f µs), +%.0f%%", us(c.gw.cpu), us(c.bare.cpu), 100*(float64(c.gw.cpu)/float64(c.bare.cpu)-1))
+		return fmt.Sprintf("%.1f µs (%.1f µs), %+.0f%%", us(c.gw.cpu), us(c.bare.cpu), 100*(float64(c.gw.cpu)/float64(c.bare.cpu)-1))
 	})
 	row("CPU/req in the loader (client, upstream), gateway (bare)", func(c column) string {
-		return fmt.Sprintf("%.1f µs (%.1f µs), +%.0f%%", us(c.gw.loaderCPU), us(c.bare.loaderCPU), 100*(float64(c.gw.loaderCPU)/float64(c.bare.loaderCPU)-1))
+		return fmt.Sprintf("%.1f µs (%.1f µs), %+.0f%%", us(c.gw.loaderCPU), us(c.bare.loaderCPU), 100*(float64(c.gw.loaderCPU)/float64(c.bare.loaderCPU)-1))
 	})
 	row("allocs/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%.0f (%.0f)", c.gw.mallocs, c.bare.mallocs) })
 	row("bytes/req in the proxy, gateway (bare)", func(c column) string { return fmt.Sprintf("%s (%s)", size(c.gw.bytes), size(c.bare.bytes)) })
