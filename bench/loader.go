@@ -68,6 +68,10 @@ type reply struct {
 	CPU       time.Duration
 	Latencies []time.Duration // open loop, sorted: the calls that succeeded
 	Failed    int             // open loop: calls that failed
+	// SignedHeader and SignedBody ("signed"): the header and body length
+	// of a signed Converse the upstream received.
+	SignedHeader http.Header
+	SignedBody   int64
 	// Interleaved runs: the second target's figures, and (closed loop)
 	// the requests completed per slice, even slices the first target's.
 	Requests2  int64
@@ -173,6 +177,14 @@ func runLoader(ctx context.Context, dir string, in io.Reader, out io.Writer) err
 			}
 		case "hold":
 			held, err = holdStreams(holdCtx, newClient(c.Target, c.N, c.Header), c.N)
+		case "signed":
+			up.mu.Lock()
+			r.SignedHeader, r.SignedBody = up.signedHeader, up.signedBody
+			up.signedHeader = nil // the next column's gateway sends its own
+			up.mu.Unlock()
+			if r.SignedHeader == nil {
+				err = errors.New("the upstream has seen no signed Converse")
+			}
 		case "release":
 			holdCancel()
 			for _, b := range held {

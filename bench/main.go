@@ -110,6 +110,7 @@ type column struct {
 	bareLat, gwLat      []time.Duration
 	bareFirst, gwFirst  []time.Duration
 	aa                  control
+	sized               sizedControl
 	failed              [2]int // open-loop calls that failed, bare and gateway
 	bareRSS, gwRSS      int64  // RSS growth with s.streams open streams; only measured on HTTPS/h2
 	procRSS             int64  // the proxies' process RSS with them open
@@ -129,6 +130,16 @@ type control struct {
 	ratio          float64
 	lat1, lat2     []time.Duration
 	first1, first2 []time.Duration
+}
+
+// sizedControl is the size-matched control: the open loop again, bare
+// against a bare proxy that sends a request of the gateway's size (see
+// startSized). The difference between the two is what the bigger request
+// costs the upstream; the gateway's own cost is what remains.
+type sizedControl struct {
+	bare, sized []time.Duration
+	headerBytes int // the header bytes the control adds
+	pad         int // the bytes it adds to the body
 }
 
 // closedResult is the closed-loop runs of one proxy, added up.
@@ -338,6 +349,23 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 			return col, fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	signed, err := ld.do(command{Op: "signed"})
+	if err != nil {
+		return col, err
+	}
+	col.sized.pad = int(signed.SignedBody) - len(body)
+	for _, k := range []string{"Authorization", "X-Amz-Security-Token", "X-Amz-Date"} {
+		col.sized.headerBytes += len(k) + len(signed.SignedHeader.Get(k))
+	}
+	sized, err := startSized(upstreamURL, roots, signed.SignedHeader, col.sized.pad)
+	if err != nil {
+		return col, err
+	}
+	defer sized.close()
+	sc := command{Target: sized.url, Workers: s.workers}
+	if _, err := ld.do(with(sc, "closed", min(s.duration, time.Second), 0, false)); err != nil {
+		return col, fmt.Errorf("warm-up: %w", err)
+	}
 	if col.bare, col.gw, err = closedRounds(ld, with(bc, "closed", s.duration, 0, false), with(gc, "closed", s.duration, 0, false)); err != nil {
 		return col, err
 	}
@@ -348,6 +376,10 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 	col.rate = col.bare.rps / 2
 	if col.bareLat, col.gwLat, err = interleavedOpen(ld, &col.failed, with(bc, "open", 2*s.duration, col.rate, false), gc); err != nil {
 		return col, fmt.Errorf("open loop: %w", err)
+	}
+	var sizedFailed [2]int
+	if col.sized.bare, col.sized.sized, err = interleavedOpen(ld, &sizedFailed, with(bc, "open", 2*s.duration, col.rate, false), sc); err != nil {
+		return col, fmt.Errorf("size-matched control: %w", err)
 	}
 	// A stream costs more than a Converse: a quarter of the gateway's
 	// Converse maximum keeps both proxies out of saturation.
@@ -420,6 +452,13 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("added latency p50 / p90 / p99", func(c column) string { return added(c.bareLat, c.gwLat, 50, 90, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareLat, 50, 99) })
 	row("  A/A control, bare over bare", func(c column) string { return added(c.aa.lat1, c.aa.lat2, 50, 90, 99) })
+	row("  size-matched control over bare", func(c column) string { return added(c.sized.bare, c.sized.sized, 50, 90, 99) })
+	row("  gateway over the size-matched control", func(c column) string {
+		return addedOver(c.bareLat, c.gwLat, c.sized.bare, c.sized.sized, 50, 90, 99)
+	})
+	row("  (size-matched: + header bytes, + body bytes)", func(c column) string {
+		return fmt.Sprintf("+%d B, +%d B", c.sized.headerBytes, c.sized.pad)
+	})
 	row("streams open loop at 25% of gateway's max", func(c column) string { return fmt.Sprintf("%.0f streams/s", c.streamRate) })
 	row("stream first event, added p50 / p99", func(c column) string { return added(c.bareFirst, c.gwFirst, 50, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareFirst, 50, 99) })
@@ -470,7 +509,10 @@ ratio and the latencies come from runs that interleave the proxies in
 2×duration): the ratio of all requests completed, and the median and
 spread of each pair of slices' ratio. The A/A control rows repeat those
 runs with a second bare proxy in the gateway's place: how far two
-identical proxies differ, the noise floor of this run. Allocations,
+identical proxies differ, the noise floor of this run. The size-matched
+control is a bare proxy that sends a request of the gateway's size (its
+SigV4 headers, its stamped body's length): what the bigger request costs
+the upstream, which the gateway's added latency includes. Allocations,
 bytes and RSS are this process's: the proxies' own. "in all" is the
 process's whole RSS with the gateway's streams open (bare idle).`)
 }
@@ -491,19 +533,32 @@ func lat(sorted []time.Duration, ps ...float64) string {
 }
 
 func added(bare, gw []time.Duration, ps ...float64) string {
+	return diffs(ps, func(p float64) time.Duration { return percentile(gw, p) - percentile(bare, p) })
+}
+
+// diffs formats d at each of ps as signed milliseconds.
+func diffs(ps []float64, d func(p float64) time.Duration) string {
 	out := ""
 	for i, p := range ps {
 		if i > 0 {
 			out += " / "
 		}
-		d := percentile(gw, p) - percentile(bare, p)
 		sign := "+"
-		if d < 0 {
+		if d(p) < 0 {
 			sign = ""
 		}
-		out += sign + ms(d)
+		out += sign + ms(d(p))
 	}
 	return out + " ms"
+}
+
+// addedOver is, at each percentile, how much more gw adds over bare than
+// sized adds over bare2: the gateway's latency over the size-matched
+// control's, each measured against the bare proxy in its own run.
+func addedOver(bare, gw, bare2, sized []time.Duration, ps ...float64) string {
+	return diffs(ps, func(p float64) time.Duration {
+		return (percentile(gw, p) - percentile(bare, p)) - (percentile(sized, p) - percentile(bare2, p))
+	})
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

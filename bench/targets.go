@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -47,6 +50,44 @@ type target struct {
 // startBare serves the floor: httputil.ReverseProxy with a tuned
 // transport (HTTP/2 when the upstream is HTTPS).
 func startBare(upstreamURL string, roots *x509.CertPool) (*target, error) {
+	return startReverseProxy(upstreamURL, roots, nil)
+}
+
+// startSized serves the size-matched control: the bare proxy sending a
+// request of the gateway's size, so that what a bigger request costs the
+// upstream (decoding the SigV4 header, reading the stamped body) can be
+// told from what the gateway's own work costs. It adds signed's
+// Authorization (with a new signature on each request, as the gateway
+// signs each anew, so that HTTP/2's header compression gains nothing it
+// would not), X-Amz-Security-Token and X-Amz-Date, and pads the body
+// with pad spaces, which JSON allows and the upstream does not parse.
+func startSized(upstreamURL string, roots *x509.CertPool, signed http.Header, pad int) (*target, error) {
+	auth, token := signed.Get("Authorization"), signed.Get("X-Amz-Security-Token")
+	i := strings.LastIndex(auth, "Signature=")
+	if i < 0 || token == "" {
+		return nil, fmt.Errorf("size-matched control: the gateway's request has no SigV4 Authorization and token")
+	}
+	prefix, sigLen := auth[:i+len("Signature=")], len(auth)-i-len("Signature=")
+	spaces := strings.Repeat(" ", max(pad, 0))
+	return startReverseProxy(upstreamURL, roots, func(r *httputil.ProxyRequest) {
+		sig := make([]byte, (sigLen+1)/2)
+		rand.Read(sig)
+		r.Out.Header["Authorization"] = []string{prefix + hex.EncodeToString(sig)[:sigLen]}
+		r.Out.Header["X-Amz-Security-Token"] = []string{token}
+		r.Out.Header["X-Amz-Date"] = []string{time.Now().UTC().Format("20060102T150405Z")}
+		if len(spaces) > 0 && r.Out.Body != nil {
+			r.Out.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(r.Out.Body, strings.NewReader(spaces)), r.Out.Body}
+			r.Out.ContentLength += int64(len(spaces))
+		}
+	})
+}
+
+// startReverseProxy starts httputil.ReverseProxy to upstreamURL, with
+// extra (if not nil) rewriting each outbound request further.
+func startReverseProxy(upstreamURL string, roots *x509.CertPool, extra func(*httputil.ProxyRequest)) (*target, error) {
 	u, err := url.Parse(upstreamURL)
 	if err != nil {
 		return nil, err
@@ -60,7 +101,13 @@ func startBare(upstreamURL string, roots *x509.CertPool) (*target, error) {
 		TLSClientConfig:     &tls.Config{RootCAs: roots},
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u); r.Out.Host = u.Host },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = u.Host
+			if extra != nil {
+				extra(r)
+			}
+		},
 		Transport:     tr,
 		FlushInterval: -1,
 		ErrorLog:      log.New(io.Discard, "", 0), // a cancelled client is not news

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,13 @@ type upstream struct {
 	frames   [][]byte     // the canned ConverseStream frames, encoded
 	release  chan struct{}
 	servers  []*http.Server
+
+	// signed is the header and body length of the last signed Converse
+	// (one carrying a session token): what the gateway sends, which the
+	// size-matched control copies.
+	mu           sync.Mutex
+	signedHeader http.Header
+	signedBody   int64
 }
 
 func newUpstream() *upstream {
@@ -72,6 +80,13 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/converse"):
+		if r.Header.Get("X-Amz-Security-Token") != "" {
+			u.mu.Lock()
+			if u.signedHeader == nil {
+				u.signedHeader, u.signedBody = r.Header.Clone(), r.ContentLength
+			}
+			u.mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(u.converse)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/converse-stream"):
