@@ -39,6 +39,7 @@ func TestQuick(t *testing.T) {
 		`A/A control, bare / bare\s+[\d.]+ \(`,
 		`A/A control, bare over bare\s+-?\+?[\d.]+ / `,
 		`size-matched control over bare\s+-?\+?[\d.]+ / `,
+		`size-matched control / bare\s+[\d.]+ \(`,
 		`gateway over the size-matched control\s+-?\+?[\d.]+ / `,
 		`size-matched: \+ header bytes, \+ body bytes\)\s+\+[1-9]\d* B, \+[1-9]\d* B`,
 		`CPU/req in the loader \(client, upstream\), gateway \(bare\)\s+[\d.]+ µs \([\d.]+ µs\)`,

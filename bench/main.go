@@ -137,6 +137,8 @@ type control struct {
 // startSized). The difference between the two is what the bigger request
 // costs the upstream; the gateway's own cost is what remains.
 type sizedControl struct {
+	ratios      []float64 // the interleaved closed loop, as column.ratios
+	ratio       float64
 	bare, sized []time.Duration
 	headerBytes int // the header bytes the control adds
 	pad         int // the bytes it adds to the body
@@ -377,6 +379,9 @@ func measure(ctx context.Context, s settings, dir, name, upstreamURL, caBundle s
 	if col.bareLat, col.gwLat, err = interleavedOpen(ld, &col.failed, with(bc, "open", 2*s.duration, col.rate, false), gc); err != nil {
 		return col, fmt.Errorf("open loop: %w", err)
 	}
+	if col.sized.ratios, col.sized.ratio, err = interleavedClosed(ld, with(bc, "closed", 4*s.duration, 0, false), sc); err != nil {
+		return col, fmt.Errorf("size-matched control: %w", err)
+	}
 	var sizedFailed [2]int
 	if col.sized.bare, col.sized.sized, err = interleavedOpen(ld, &sizedFailed, with(bc, "open", 2*s.duration, col.rate, false), sc); err != nil {
 		return col, fmt.Errorf("size-matched control: %w", err)
@@ -448,6 +453,7 @@ func report(w io.Writer, s settings, cols []column, cpus string) {
 	row("max req/s, gateway", func(c column) string { return fmt.Sprintf("%.0f", c.gw.rps) })
 	row("gateway / bare, interleaved: all (median, p10-p90 of slices)", func(c column) string { return ratios(c.ratio, c.ratios) })
 	row("  A/A control, bare / bare", func(c column) string { return ratios(c.aa.ratio, c.aa.ratios) })
+	row("  size-matched control / bare", func(c column) string { return ratios(c.sized.ratio, c.sized.ratios) })
 	row("open loop at 50% of bare's max", func(c column) string { return fmt.Sprintf("%.0f req/s", c.rate) })
 	row("added latency p50 / p90 / p99", func(c column) string { return added(c.bareLat, c.gwLat, 50, 90, 99) })
 	row("  (bare p50 / p99)", func(c column) string { return lat(c.bareLat, 50, 99) })
