@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"iter"
 	"os"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/bedrock-gateway/gateway/pkg/auth"
@@ -87,8 +87,8 @@ func spentAt(rec usage.Record) time.Time {
 }
 
 // RebuildFromLedger is Rebuild with the records of the ledger at path
-// (usage.LedgerConfig.Path) and its rotated files path.1 (newest),
-// path.2, ... up to the first missing one. It reads them newest first,
+// (usage.LedgerConfig.Path) and its rotated files (usage.LedgerFiles:
+// path.1 the newest, path.2, ...). It reads them newest first,
 // one line at a time, and stops at the first file whose records all ended
 // before the current periods began, since older files cannot hold any
 // either. A line that is not a record (a write cut short by a crash) is
@@ -99,13 +99,25 @@ func (t *Tracker) RebuildFromLedger(path string) error {
 	if t == nil || path == "" || path == "-" {
 		return nil
 	}
-	rs := t.rules.Load()
-	if len(rs.all) == 0 {
+	if len(t.rules.Load().all) == 0 {
 		return nil
 	}
+	files, err := usage.LedgerFiles(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no ledger yet
+	}
+	if err != nil {
+		return fmt.Errorf("rebuild budgets: %w", err)
+	}
+	return t.rebuildFromFiles(files)
+}
+
+// rebuildFromFiles is RebuildFromLedger's reading of files, the ledger's
+// files oldest first.
+func (t *Tracker) rebuildFromFiles(files []string) error {
 	now := t.now()
 	earliest := now
-	for _, r := range rs.all {
+	for _, r := range t.rules.Load().all {
 		start, _ := r.Period.bounds(now)
 		if start.Before(earliest) {
 			earliest = start
@@ -113,18 +125,8 @@ func (t *Tracker) RebuildFromLedger(path string) error {
 	}
 	var errs []error
 	t.Rebuild(func(yield func(usage.Record) bool) {
-		for i := 0; ; i++ {
-			name := path
-			if i > 0 {
-				name = path + "." + strconv.Itoa(i)
-			}
+		for _, name := range slices.Backward(files) {
 			f, err := os.Open(name)
-			if errors.Is(err, fs.ErrNotExist) {
-				if i == 0 {
-					continue // rotated away and not yet recreated
-				}
-				return
-			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("rebuild budgets: %w", err))
 				return

@@ -118,8 +118,10 @@ func TestRebuildStopsAtOldFiles(t *testing.T) {
 	if err := os.Mkdir(path+".2", 0o700); err != nil { // unreadable as a file
 		t.Fatal(err)
 	}
+	// usage.LedgerFiles would leave the directory out: the file list is
+	// given as it, so that reading past the old file would fail.
 	tr := newTracker(t, Config{good()}, Options{Now: fakeclock.At(now).Now})
-	if err := tr.RebuildFromLedger(path); err != nil {
+	if err := tr.rebuildFromFiles([]string{path + ".2", path + ".1", path}); err != nil {
 		t.Errorf("RebuildFromLedger = %v, want it to stop before %s.2", err, path)
 	}
 	if st := tr.Describe(t.Context(), alice); st[0].Spent != usd("1") {
@@ -131,7 +133,7 @@ func TestRebuildStopsAtOldFiles(t *testing.T) {
 	os.Remove(path + ".1")
 	os.Rename(path+".2", path+".1")
 	tr = newTracker(t, Config{good()}, Options{Now: fakeclock.At(now).Now})
-	if err := tr.RebuildFromLedger(path); err == nil || !strings.Contains(err.Error(), "usage.jsonl.1") {
+	if err := tr.rebuildFromFiles([]string{path + ".1", path}); err == nil || !strings.Contains(err.Error(), "usage.jsonl.1") {
 		t.Errorf("RebuildFromLedger = %v, want an error naming usage.jsonl.1", err)
 	}
 	if st := tr.Describe(t.Context(), alice); st[0].Spent != usd("1") {
@@ -150,5 +152,23 @@ func TestRebuildAddsInOneReplica(t *testing.T) {
 	tr.Rebuild(slices.Values(recs))
 	if st := tr.Describe(t.Context(), alice); st[0].Spent != usd("4") {
 		t.Errorf("spent %v, want 4", st[0].Spent)
+	}
+}
+
+// TestRebuildAcrossAGap: a rotated file missing from the sequence (a
+// failed rename) does not hide the older ones, as usage.LedgerFiles
+// lists them.
+func TestRebuildAcrossAGap(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "usage.jsonl")
+	writeLedger(t, path, rec(now.Add(-time.Hour), "alice", "1"))
+	writeLedger(t, path+".2", rec(now.Add(-2*time.Hour), "alice", "2"))
+	tr := newTracker(t, Config{good()}, Options{Now: fakeclock.At(now).Now})
+	if err := tr.RebuildFromLedger(path); err != nil {
+		t.Fatalf("RebuildFromLedger = %v", err)
+	}
+	if st := tr.Describe(t.Context(), alice); st[0].Spent != usd("3") {
+		t.Errorf("spent %v, want 3 (the live file and %s.2)", st[0].Spent, path)
 	}
 }

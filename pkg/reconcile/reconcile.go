@@ -96,7 +96,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	exp := newExpectation(cat, tagKeys)
 	for _, l := range ledgers {
-		files, err := report.Files(l)
+		files, err := usage.LedgerFiles(l)
 		if err != nil {
 			fmt.Fprintf(stderr, "gateway reconcile: --ledger %s: %v\n", l, err)
 			return cur.ExitBadInput

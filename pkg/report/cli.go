@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
 
 // Exit codes of Run.
@@ -134,7 +136,7 @@ func ledgerFiles(ledgers []string) ([]string, error) {
 	var files []string
 	var seen []os.FileInfo
 	for _, l := range ledgers {
-		names, err := Files(l)
+		names, err := usage.LedgerFiles(l)
 		if err != nil {
 			return nil, err
 		}

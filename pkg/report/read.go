@@ -2,110 +2,14 @@ package report
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"iter"
 	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/bedrock-gateway/gateway/pkg/usage"
 )
-
-// Files returns the ledger files that make up the ledger at path, oldest
-// first: path.N ... path.2, path.1 (the ledger's rotated files, path.1 the
-// newest of them), then path itself, the live file. Only those that exist
-// are listed. The rotated files are found by reading path's directory for
-// names that are path's name, a dot and a decimal number, not by a glob,
-// so a path holding glob characters means itself and a gap left by a
-// failed rename does not hide older files. Compressed copies made by
-// external rotation (path.1.gz) are not ledger files and are left out.
-//
-// It is an error if no file exists.
-func Files(path string) ([]string, error) {
-	dir, base := filepath.Split(path)
-	if base == "" {
-		return nil, fmt.Errorf("ledger %q: not a file name", path)
-	}
-	entries, err := os.ReadDir(orDot(dir))
-	if err != nil {
-		return nil, fmt.Errorf("ledger %s: %w", path, err)
-	}
-	type rotated struct {
-		n    int
-		name string
-	}
-	var backups []rotated
-	live := false
-	for _, e := range entries {
-		name := e.Name()
-		if name == base {
-			live = isFile(dir, e)
-			continue
-		}
-		suffix, ok := strings.CutPrefix(name, base+".")
-		if !ok {
-			continue
-		}
-		n, ok := backupIndex(suffix)
-		if ok && isFile(dir, e) {
-			backups = append(backups, rotated{n, name})
-		}
-	}
-	slices.SortFunc(backups, func(a, b rotated) int { return b.n - a.n })
-	files := make([]string, 0, len(backups)+1)
-	for _, b := range backups {
-		files = append(files, dir+b.name)
-	}
-	if live {
-		files = append(files, path)
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("ledger %s: %w", path, fs.ErrNotExist)
-	}
-	return files, nil
-}
-
-func orDot(dir string) string {
-	if dir == "" {
-		return "."
-	}
-	return dir
-}
-
-// backupIndex parses the N of a rotated file path.N: digits with no sign
-// and no leading zero, as the ledger writes them (strconv.Itoa).
-func backupIndex(s string) (int, bool) {
-	if s == "" || s[0] == '0' || len(s) > 9 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil
-}
-
-// isFile reports whether e is a regular file, or a symlink the caller can
-// follow to one.
-func isFile(dir string, e fs.DirEntry) bool {
-	if e.Type().IsRegular() {
-		return true
-	}
-	if e.Type()&fs.ModeSymlink == 0 {
-		return false
-	}
-	fi, err := os.Stat(filepath.Join(orDot(dir), e.Name()))
-	return err == nil && fi.Mode().IsRegular()
-}
 
 // Records streams the records of files, in order, one at a time. A line
 // that is not exactly a usage.Record (read as strictly as
@@ -153,7 +57,7 @@ func readFile(name string, partial func(PartialRecord), yield func(usage.Record,
 			yield(usage.Record{}, fmt.Errorf("read ledger %s: line %d: %w", name, n, err))
 			return false
 		}
-		rec, err := decode(line)
+		rec, err := usage.DecodeRecord(line)
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			// A record cut short by a crash, which the ledger ended
 			// with a newline when it reopened the file: skipped and
@@ -189,22 +93,6 @@ func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
 			return buf, err
 		}
 	}
-}
-
-// decode reads one ledger line as usage.ReadLedger does: exactly one
-// Record and nothing else, no unknown fields. (ReadLedger itself returns
-// a whole file's records at once, which a month of ledger cannot afford.)
-func decode(line []byte) (usage.Record, error) {
-	var rec usage.Record
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rec); err != nil {
-		return rec, fmt.Errorf("not a usage record: %w", err)
-	}
-	if dec.More() {
-		return rec, errors.New("more than one record")
-	}
-	return rec, nil
 }
 
 // FromFiles reads every record of files (see Records) into a report. The

@@ -34,15 +34,26 @@ func ReadLedger(r io.Reader) ([]Record, error) {
 		if err != nil {
 			return recs, err
 		}
-		var rec Record
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
-			return recs, fmt.Errorf("line %d: not a usage record: %w", n, err)
-		}
-		if dec.More() {
-			return recs, fmt.Errorf("line %d: more than one record", n)
+		rec, err := DecodeRecord(line)
+		if err != nil {
+			return recs, fmt.Errorf("line %d: %w", n, err)
 		}
 		recs = append(recs, rec)
 	}
+}
+
+// DecodeRecord reads one ledger line strictly: exactly one Record and
+// nothing else, no unknown fields. A record cut short (by a crash in the
+// middle of its write) is an error wrapping io.ErrUnexpectedEOF.
+func DecodeRecord(line []byte) (Record, error) {
+	var rec Record
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return rec, fmt.Errorf("not a usage record: %w", err)
+	}
+	if dec.More() {
+		return rec, errors.New("more than one record")
+	}
+	return rec, nil
 }
