@@ -32,7 +32,9 @@ func costCell(r *Row) string {
 
 var numberHeaders = []string{"REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "COST_USD", "UNPRICED"}
 
-func numberCells(r *Row) []string {
+// numberCells are a row's counts in numberHeaders' order, its cost as
+// cost writes it.
+func numberCells(r *Row, cost func(*Row) string) []string {
 	return []string{
 		strconv.FormatInt(r.Requests, 10),
 		strconv.FormatInt(r.Errors, 10),
@@ -40,7 +42,7 @@ func numberCells(r *Row) []string {
 		strconv.FormatInt(r.Tokens.Output, 10),
 		strconv.FormatInt(r.Tokens.CacheRead, 10),
 		strconv.FormatInt(r.Tokens.CacheWrite, 10),
-		costCell(r),
+		cost(r),
 		strconv.FormatInt(r.Unpriced, 10),
 	}
 }
@@ -69,11 +71,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			cells = append(cells, k)
 		}
-		lines = append(lines, append(cells, numberCells(row)...))
+		lines = append(lines, append(cells, numberCells(row, costCell)...))
 	}
 	total := make([]string, nkeys, len(header))
 	total[0] = "TOTAL"
-	lines = append(lines, append(total, numberCells(&r.Total)...))
+	lines = append(lines, append(total, numberCells(&r.Total, costCell)...))
 
 	width := make([]int, len(header))
 	for _, l := range lines {
@@ -131,25 +133,22 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		for _, k := range row.Keys {
 			rec = append(rec, csvSafe(k))
 		}
-		rec = append(rec,
-			strconv.FormatInt(row.Requests, 10),
-			strconv.FormatInt(row.Errors, 10),
-			strconv.FormatInt(row.Tokens.Input, 10),
-			strconv.FormatInt(row.Tokens.Output, 10),
-			strconv.FormatInt(row.Tokens.CacheRead, 10),
-			strconv.FormatInt(row.Tokens.CacheWrite, 10),
-			"",
-			strconv.FormatInt(row.Unpriced, 10),
-		)
-		if row.CostKnown() {
-			rec[len(rec)-2] = row.Cost.String()
-		}
+		rec = append(rec, numberCells(row, csvCost)...)
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvCost is a row's cost as the CSV writes it: exact dollars, empty when
+// nothing in the row was priced.
+func csvCost(r *Row) string {
+	if !r.CostKnown() {
+		return ""
+	}
+	return r.Cost.String()
 }
 
 // csvSafe keeps a spreadsheet from reading a cell as a formula: a key
