@@ -41,6 +41,9 @@ func TestCostAndBudget(t *testing.T) {
 	if resp, b := send("/model/"+model+"/converse", converse); resp.StatusCode != 200 {
 		t.Fatalf("Converse: %d %s", resp.StatusCode, b)
 	}
+	// A record is written (and its cost spent) after the client has read
+	// the whole answer, so wait for it rather than race the handler.
+	waitFor(t, func() bool { return len(sink.all()) >= 2 })
 	recs := sink.all()
 	if len(recs) != 2 || recs[0].Cost == nil || *recs[0].Cost != 0 {
 		t.Fatalf("records = %+v, want CountTokens at cost 0", recs)
@@ -57,6 +60,7 @@ func TestCostAndBudget(t *testing.T) {
 	if resp, b := send("/model/"+model+"/converse", converse); resp.StatusCode != 200 {
 		t.Fatalf("second Converse ($0.00000102 of $0.000002 spent): %d %s", resp.StatusCode, b)
 	}
+	waitFor(t, func() bool { return len(sink.all()) >= 3 }) // its cost is spent before it is recorded
 
 	calls := h.creds.calls.Load()
 	resp, b := send("/model/"+model+"/converse", converse)
