@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -330,6 +331,13 @@ func (v *OIDCVerifier) Verify(ctx context.Context, rawToken string) (Identity, e
 	tok, err := oi.verifier.Verify(context.WithValue(ctx, keySetErrKey{}, &keyErr), rawToken)
 	if err != nil {
 		if errors.Is(keyErr, ErrUnavailable) {
+			// A token that has expired by its own word is refused as
+			// bad, not unchecked: whatever its signature, it would be
+			// refused once the keys are back, and 401 tells the client
+			// to get a new one where 503 would have it retry this one.
+			if v.unverifiedExpired(rawToken) {
+				return Identity{}, fmt.Errorf("oidc %s: token expired (signature not checked: %v): %w", oi.alias, keyErr, ErrInvalidCredentials)
+			}
 			return Identity{}, fmt.Errorf("oidc %s: token not checked: %w", oi.alias, keyErr)
 		}
 		return Identity{}, fmt.Errorf("oidc %s: %v: %w", oi.alias, err, ErrInvalidCredentials)
@@ -554,6 +562,28 @@ func unverifiedIssuer(raw string) (string, error) {
 		return "", errors.New("payload is not a json object with a string iss")
 	}
 	return c.Iss, nil
+}
+
+// unverifiedExpired reports whether raw's unverified exp claim is a number
+// more than the leeway in the past. Only ever a reason to refuse: a token
+// with no exp, or one it cannot read, is not called expired here.
+func (v *OIDCVerifier) unverifiedExpired(raw string) bool {
+	parts := strings.Split(raw, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return false
+	}
+	exp, err := c.Exp.Float64()
+	if err != nil || math.IsNaN(exp) || exp > 1<<40 {
+		return false
+	}
+	return time.Unix(int64(exp), 0).Add(v.leeway).Before(v.now())
 }
 
 // LooksLikeJWT reports whether s has the shape of a compact JWS: three

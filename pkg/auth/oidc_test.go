@@ -257,6 +257,45 @@ func TestOIDCIdPDownAtStart(t *testing.T) {
 	}
 }
 
+// TestOIDCExpiredWhileIdPDown: with the keys unreachable, a token whose own
+// exp is past (beyond the leeway) is refused as bad, so the client gets a
+// new token instead of retrying a dead one; any other token stays
+// unchecked, and nothing is accepted.
+func TestOIDCExpiredWhileIdPDown(t *testing.T) {
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	idp := fakeidp.New(t, fakeidp.WithNow(clk.Now))
+	idp.SetDown(true)
+	v := newVerifier(t, idp, clk, nil)
+	now := clk.Now()
+	for _, tc := range []struct {
+		name    string
+		claims  map[string]any
+		expired bool
+	}{
+		{"exp 90s ago", with(idp.Claims("a"), "exp", now.Add(-90*time.Second).Unix()), true},
+		{"exp a day ago", with(idp.Claims("a"), "exp", now.Add(-24*time.Hour).Unix()), true},
+		{"exp 30s ago, within the leeway", with(idp.Claims("a"), "exp", now.Add(-30*time.Second).Unix()), false},
+		{"exp ahead", idp.Claims("a"), false},
+		{"exp a string", with(idp.Claims("a"), "exp", "2020-01-01"), false},
+		{"exp huge", with(idp.Claims("a"), "exp", 1e300), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := idp.Sign(tc.claims)
+			_, err := v.Verify(t.Context(), tok)
+			if !tc.expired {
+				checkUnavailable(t, err, tok)
+				return
+			}
+			if !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "expired") {
+				t.Errorf("Verify = %v, want ErrInvalidCredentials (expired) and not ErrUnavailable", err)
+			}
+			if strings.Contains(err.Error(), tok) {
+				t.Error("error text holds the token")
+			}
+		})
+	}
+}
+
 // checkUnavailable fails unless err refuses the token as unchecked
 // (ErrUnavailable) rather than bad (ErrInvalidCredentials).
 func checkUnavailable(t *testing.T, err error, tok string) {
