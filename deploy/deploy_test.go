@@ -1288,6 +1288,37 @@ func TestCloudFormation(t *testing.T) {
 		t.Errorf("%s IRSA trust = %s, want AssumeRoleWithWebIdentity for the gateway's service account only", gw, irsaJSON)
 	}
 
+	// EKS Pod Identity: the EKS service is trusted, the stack's association
+	// names the one service account, and Pod Identity's transitive session
+	// tags are off so that they never reach the callers' sessions.
+	podBranch, _ := branches[2].(map[string]any)
+	pod, _ := podBranch["Fn::If"].([]any)
+	if len(pod) != 3 || pod[0] != "IsPodIdentity" {
+		t.Fatalf("%s trust for the other platforms = %v, want Fn::If on IsPodIdentity", gw, podBranch)
+	}
+	if s := statements(pod[1]); len(s) != 1 || !reflect.DeepEqual(s[0]["Principal"], map[string]any{"Service": "pods.eks.amazonaws.com"}) ||
+		!reflect.DeepEqual(s[0]["Action"], []any{"sts:AssumeRole", "sts:TagSession"}) || s[0]["Condition"] != nil && s[0]["Condition"] != "" {
+		t.Errorf("%s Pod Identity trust = %v, want pods.eks.amazonaws.com with sts:AssumeRole and sts:TagSession only", gw, pod[1])
+	}
+	params, _ := tmpl["Parameters"].(map[string]any)
+	platform, _ := params["GatewayPlatform"].(map[string]any)
+	if allowed := fmt.Sprint(platform["AllowedValues"]); allowed != "[eks-irsa eks-pod-identity ecs-task ec2]" {
+		t.Errorf("GatewayPlatform AllowedValues = %s", allowed)
+	}
+	assocs := byType["AWS::EKS::PodIdentityAssociation"]
+	if len(assocs) != 1 {
+		t.Fatalf("PodIdentityAssociations = %v, want 1", assocs)
+	}
+	assocRes, _ := resources[assocs[0]].(map[string]any)
+	assoc := props(assocs[0])
+	ref := func(v any) any { m, _ := v.(map[string]any); return m["Ref"] }
+	if assocRes["Condition"] != "IsPodIdentity" || !isGatewayRole(assoc["RoleArn"]) || fmt.Sprint(assoc["DisableSessionTags"]) != "true" ||
+		ref(assoc["ClusterName"]) != "EksClusterName" || ref(assoc["Namespace"]) != "KubernetesNamespace" ||
+		ref(assoc["ServiceAccount"]) != "KubernetesServiceAccount" {
+		t.Errorf("%s = %v (condition %v), want the gateway role for the gateway's service account, session tags disabled, only on eks-pod-identity",
+			assocs[0], assoc, assocRes["Condition"])
+	}
+
 	// CUR 2.0 export with IAM principal data, to a parameterised bucket.
 	exports := byType["AWS::BCMDataExports::Export"]
 	if len(exports) != 1 {
