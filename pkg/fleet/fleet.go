@@ -311,6 +311,14 @@ func (s *Store) DoWithin(ctx context.Context, op string, timeout time.Duration, 
 		s.failed(probe, err)
 		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		// Redis is up but refused the call: an ACL without the command
+		// (NOPERM), maxmemory reached with noeviction (OOM), a replica
+		// (READONLY). The caller falls back to local state as for an
+		// outage, but the breaker stays closed and the replica is not
+		// degraded, so this count is the only sign of it.
+		s.m.errors.WithLabelValues(op, "reply").Inc()
+	}
 	s.succeeded(probe)
 	return err
 }
@@ -407,7 +415,7 @@ func newStoreMetrics(reg prometheus.Registerer, degraded func() bool) (*storeMet
 		}, []string{"op"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bedrock_gateway_fleet_redis_errors_total",
-			Help: "Redis calls for fleet state that failed or were not made because the breaker was open (kind: error, breaker).",
+			Help: "Redis calls for fleet state that failed or were not made because the breaker was open (kind: error, breaker, reply: Redis answered with an error).",
 		}, []string{"op", "kind"}),
 	}
 	if reg == nil {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -135,5 +139,57 @@ func TestBreakerSlowIsNotDown(t *testing.T) {
 	clk.Advance(breakerWindow)
 	if err := ping(); !errors.Is(err, ErrUnavailable) || !s.Degraded() {
 		t.Fatalf("timeouts for a whole window: %v, degraded %v; want the breaker open", err, s.Degraded())
+	}
+}
+
+// TestReplyErrorsCounted: a Redis that is up but refuses a call (here an
+// ACL without SET: NOPERM) hands the error to the caller, which falls back,
+// without opening the breaker; the refusal is counted as kind "reply", the
+// only sign of it, since the replica is not degraded.
+func TestReplyErrorsCounted(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "gw", "on", ">s3cret", "~*", "+@all", "-set").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := DefaultConfig()
+	c.Redis.URL, c.SessionKeyFile = srv.URL(), "k"
+	c.Redis.UsernameFile, c.Redis.PasswordEnv = filepath.Join(dir, "user"), "REDIS_PW"
+	if err := os.WriteFile(c.Redis.UsernameFile, []byte("gw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := Open(c, Options{Registerer: reg, Getenv: func(string) string { return "s3cret" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for range breakerFailures + 1 {
+		err := s.Do(ctx, "set", func(ctx context.Context, rdb redis.UniversalClient) error {
+			return rdb.Set(ctx, s.Key("x"), "1", time.Minute).Err()
+		})
+		if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "NOPERM") {
+			t.Fatalf("SET without the permission = %v, want Redis's NOPERM reply, not ErrUnavailable", err)
+		}
+	}
+	if err := s.Do(ctx, "get", func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.Get(ctx, s.Key("x")).Err()
+	}); !errors.Is(err, redis.Nil) {
+		t.Errorf("GET (allowed) = %v, want redis.Nil", err)
+	}
+	if s.Degraded() {
+		t.Error("degraded by error replies: Redis answered, so it is up")
+	}
+	errs := func(op, kind string) float64 {
+		return testutil.ToFloat64(s.m.errors.WithLabelValues(op, kind))
+	}
+	if got := errs("set", "reply"); got != breakerFailures+1 {
+		t.Errorf(`errors{op="set",kind="reply"} = %v, want %d`, got, breakerFailures+1)
+	}
+	if got := errs("set", "error") + errs("get", "reply") + errs("get", "error"); got != 0 {
+		t.Errorf("other error counts = %v, want 0 (a missing key is an answer)", got)
 	}
 }
