@@ -22,13 +22,15 @@ import (
 	"github.com/bedrock-gateway/gateway/internal/fakeaws"
 	"github.com/bedrock-gateway/gateway/internal/redistest"
 	"github.com/bedrock-gateway/gateway/pkg/auth"
+	"github.com/bedrock-gateway/gateway/pkg/fleet"
 )
 
-// fleetEnv is a fleet of gateway replicas sharing one real redis-server,
-// in front of one fake AWS.
+// fleetEnv is a fleet of gateway replicas sharing one real redis-server
+// (or, from startFleetOn, a Cluster or Sentinel setup), in front of one
+// fake AWS.
 type fleetEnv struct {
 	fake     *fakeaws.Server
-	redis    *redistest.Server
+	redis    *redistest.Server // nil from startFleetOn
 	replicas []*Gateway
 	platform string // a platform key that may act for any user of tenant "acme"
 	issued   func() []string
@@ -39,7 +41,16 @@ type fleetEnv struct {
 // (replica index given) before it starts.
 func startFleet(t *testing.T, n int, mutate func(i int, c *Config)) *fleetEnv {
 	t.Helper()
-	f := &fleetEnv{redis: redistest.Start(t), dir: t.TempDir()}
+	srv := redistest.Start(t)
+	f := startFleetOn(t, n, fleet.RedisConfig{URL: srv.URL()}, mutate)
+	f.redis = srv
+	return f
+}
+
+// startFleetOn is startFleet with the replicas' fleet.redis set to rc.
+func startFleetOn(t *testing.T, n int, rc fleet.RedisConfig, mutate func(i int, c *Config)) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{dir: t.TempDir()}
 	f.fake = fakeaws.New(fakeaws.Options{Roles: []string{testInvokeRole}})
 	stsHandler, issued := fakeaws.RecordIssued(f.fake.STSHandler())
 	f.issued = issued
@@ -59,7 +70,7 @@ func startFleet(t *testing.T, n int, mutate func(i int, c *Config)) *fleetEnv {
 		cfg := Default()
 		cfg.AWS = AWSConfig{Region: "us-east-1", STSEndpoint: stsSrv.URL, BedrockRuntimeEndpoint: brSrv.URL}
 		cfg.Session.RoleARN, cfg.Auth.APIKeysFile, cfg.Usage.Ledger = testInvokeRole, keys, LedgerOff
-		cfg.Fleet.Redis.URL, cfg.Fleet.SessionKeyFile, cfg.Fleet.ExpectedReplicas = f.redis.URL(), filepath.Join(f.dir, "session-keys"), n
+		cfg.Fleet.Redis, cfg.Fleet.SessionKeyFile, cfg.Fleet.ExpectedReplicas = rc, filepath.Join(f.dir, "session-keys"), n
 		if mutate != nil {
 			mutate(i, &cfg)
 		}

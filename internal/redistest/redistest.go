@@ -1,6 +1,6 @@
 // Package redistest runs a real redis-server for tests: each test gets its
 // own, on a free loopback port, with persistence off, stopped when the test
-// ends. Tests that need one skip when redis-server is not installed, except
+// ends; or its own Cluster, replica or Sentinel (topology.go). Tests that need one skip when redis-server is not installed, except
 // in CI (CI=true), where .ci/run installs Debian's redis-server package and
 // a missing binary is a failure.
 package redistest
@@ -23,6 +23,7 @@ type Server struct {
 	t    testing.TB
 	bin  string
 	port int
+	argv []string // redis-server's arguments
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -31,20 +32,42 @@ type Server struct {
 // Start starts a redis-server for t and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := os.Getenv("REDIS_SERVER")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("redis-server not found in CI: .ci/run must install it")
-			}
-			t.Skip("redis-server not installed (apt-get install redis-server)")
-		}
-	}
-	s := &Server{t: t, bin: bin, port: freePort(t)}
+	return start(t, func(port int) []string { return serverArgs(port) })
+}
+
+// serverArgs are the arguments of a plain server on port: loopback only,
+// nothing persisted.
+func serverArgs(port int) []string {
+	return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+}
+
+// start starts redis-server with the arguments argv gives for the port
+// start picks.
+func start(t testing.TB, argv func(port int) []string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: binary(t), port: freePort(t)}
+	s.argv = argv(s.port)
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// binary is $REDIS_SERVER, or redis-server from PATH; it skips t when
+// there is none, except in CI.
+func binary(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("REDIS_SERVER"); bin != "" {
+		return bin
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-server not found in CI: .ci/run must install it")
+		}
+		t.Skip("redis-server not installed (apt-get install redis-server)")
+	}
+	return bin
 }
 
 // Addr is the server's host:port.
@@ -75,8 +98,7 @@ func (s *Server) Restart() {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	cmd := exec.Command(s.bin, s.argv...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}

@@ -1,0 +1,184 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bedrock-gateway/gateway/internal/redistest"
+	"github.com/bedrock-gateway/gateway/pkg/budget"
+	"github.com/bedrock-gateway/gateway/pkg/fleet"
+)
+
+// TestFleetTopologies: fleet mode behaves on a three-shard Redis Cluster
+// and behind Sentinel as it does on one server: one AssumeRole per user
+// across replicas, one limit and one hard budget for the whole fleet, and
+// no call that Redis refuses. On the Cluster the keys spread over three
+// processes, so a script or transaction whose keys are not in one slot
+// would be refused with CROSSSLOT (counted as kind "reply") and the
+// replica would silently fall back to its own state.
+func TestFleetTopologies(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		redis func(t *testing.T) fleet.RedisConfig
+	}{
+		{"cluster", func(t *testing.T) fleet.RedisConfig {
+			return fleet.RedisConfig{Addresses: redistest.Addrs(redistest.StartCluster(t, 3))}
+		}},
+		{"sentinel", func(t *testing.T) fleet.RedisConfig {
+			s := redistest.StartSentinel(t, "gateway", redistest.Start(t), 5*time.Second)
+			return fleet.RedisConfig{Addresses: []string{s.Addr()}, MasterName: "gateway"}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const burst = 25
+			f := startFleetOn(t, 2, tc.redis(t), func(_ int, c *Config) {
+				// burst requests at once per user, then one per 100s.
+				c.Policy.Limits.RequestsPerSecond, c.Policy.Limits.Burst = 0.01, burst
+				// One Converse costs $0.00000102: the second passes, the third is refused.
+				c.Budgets = budget.Config{{Name: "spender-daily", Scope: budget.ScopeUser, Match: "saas/acme/spender",
+					Period: "daily", LimitUSD: "0.000002", Mode: "hard"}}
+			})
+			checkFleetShared(t, f, burst)
+		})
+	}
+}
+
+// checkFleetShared runs TestFleetTopologies' checks on f, whose replicas
+// allow burst requests per user and a hard budget of two Converse calls
+// to user "spender".
+func checkFleetShared(t *testing.T, f *fleetEnv, burst int) {
+	t.Helper()
+	// Each user's two requests go to different replicas.
+	const users = 20
+	for u := range users {
+		for r := range 2 {
+			if rec := f.converse((u+r)%2, fmt.Sprintf("u%d", u)); rec.Code != http.StatusOK {
+				t.Fatalf("u%d on replica %d: %d %s", u, (u+r)%2, rec.Code, rec.Body)
+			}
+		}
+	}
+	n, failed := f.assumeRoles(), f.redisErrors()
+	if n < users || float64(n-users) > failed {
+		t.Errorf("%d users, 2 requests each through 2 replicas: %d AssumeRole calls with %v failed Redis calls, want %d\n%s",
+			users, n, failed, users, f.fleetMetrics())
+	}
+
+	// A cold user's concurrent first requests through both replicas.
+	before, failedBefore := f.assumeRoles(), f.redisErrors()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if rec := f.converseRetrying(i%2, "cold"); rec.Code != http.StatusOK {
+				t.Errorf("cold user request %d: %d %s", i, rec.Code, rec.Body)
+			}
+		})
+	}
+	wg.Wait()
+	if n, failed := f.assumeRoles()-before, f.redisErrors()-failedBefore; n < 1 || float64(n-1) > failed {
+		t.Errorf("20 concurrent first requests of one user: %d AssumeRole calls with %v failed Redis calls, want 1", n, failed)
+	}
+
+	// The limit is the fleet's: burst requests in all, whichever replica.
+	failedBefore = f.redisErrors()
+	admitted := 0
+	for i := range burst + 10 {
+		switch rec := f.converse(i%2, "limited"); rec.Code {
+		case http.StatusOK:
+			admitted++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("limited request %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if failed := f.redisErrors() - failedBefore; admitted != burst && failed == 0 {
+		t.Errorf("%d requests of one user through 2 replicas: %d admitted, want the fleet's burst of %d\n%s",
+			burst+10, admitted, burst, f.fleetMetrics())
+	}
+
+	// The budget is the fleet's: replica 1 refuses what replica 0 spent.
+	// (A replica reuses its own read of Redis for budget.FleetReadInterval,
+	// so the refusal is asked of the replica that has not read yet.)
+	for i, r := range []int{0, 0, 1} {
+		want := http.StatusOK
+		if i == 2 {
+			want = http.StatusTooManyRequests
+		}
+		if rec := f.converse(r, "spender"); rec.Code != want {
+			t.Errorf("spender's call %d on replica %d: %d %s, want %d", i+1, r, rec.Code, rec.Body, want)
+		}
+		// Spends reach Redis in the background; send them now.
+		if err := f.replicas[r].budgets.Flush(context.Background()); err != nil {
+			t.Fatalf("budget flush on replica %d: %v", r, err)
+		}
+	}
+
+	if refused := f.counter("bedrock_gateway_fleet_redis_errors_total", map[string]string{"kind": "reply"}); refused != 0 {
+		t.Errorf("%v Redis calls answered with an error (CROSSSLOT, MOVED...), want none\n%s", refused, f.fleetMetrics())
+	}
+	for i, g := range f.replicas {
+		if g.fleet.Degraded() {
+			t.Errorf("replica %d degraded", i)
+		}
+	}
+}
+
+// TestFleetSentinelFailover: when Sentinel promotes the replica of a
+// master that died, the replicas follow it and are back in shared mode,
+// one AssumeRole per new user across the fleet, with no request failed
+// along the way.
+func TestFleetSentinelFailover(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	sentinel := redistest.StartSentinel(t, "gateway", master, time.Second)
+	f := startFleetOn(t, 2, fleet.RedisConfig{Addresses: []string{sentinel.Addr()}, MasterName: "gateway"}, nil)
+	for u := range 10 {
+		if rec := f.converse(u%2, fmt.Sprintf("before%d", u)); rec.Code != http.StatusOK {
+			t.Fatalf("before the failover: %d %s", rec.Code, rec.Body)
+		}
+	}
+
+	master.Kill()
+	deadline := time.Now().Add(60 * time.Second)
+	for u := 0; ; u++ {
+		// Known users are served throughout.
+		if rec := f.converse(u%2, fmt.Sprintf("before%d", u%10)); rec.Code != http.StatusOK {
+			t.Fatalf("during the failover: %d %s", rec.Code, rec.Body)
+		}
+		if addr, err := redistest.MasterOf(sentinel, "gateway"); err == nil && addr == replica.Addr() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Sentinel did not promote the replica within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The replicas may have opened their breakers while the master was
+	// gone; each probes again within the breaker's back-off.
+	for u := 0; ; u++ {
+		f.converse(u%2, fmt.Sprintf("before%d", u%10))
+		if !f.replicas[0].fleet.Degraded() && !f.replicas[1].fleet.Degraded() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas degraded %v, %v after the failover", f.replicas[0].fleet.Degraded(), f.replicas[1].fleet.Degraded())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	before, failedBefore := f.assumeRoles(), f.redisErrors()
+	for u := range 10 {
+		for r := range 2 {
+			if rec := f.converse((u+r)%2, fmt.Sprintf("after%d", u)); rec.Code != http.StatusOK {
+				t.Fatalf("after the failover: %d %s", rec.Code, rec.Body)
+			}
+		}
+	}
+	if n, failed := f.assumeRoles()-before, f.redisErrors()-failedBefore; n < 10 || float64(n-10) > failed {
+		t.Errorf("10 new users through 2 replicas after the failover: %d AssumeRole calls with %v failed Redis calls, want 10\n%s",
+			n, failed, f.fleetMetrics())
+	}
+}

@@ -1,0 +1,141 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// clusterSlots is the number of hash slots a Redis Cluster divides keys
+// into.
+const clusterSlots = 16384
+
+// StartCluster starts a Redis Cluster of n masters (no replicas) for t,
+// the 16384 slots split evenly among them, and returns once every node
+// reports the cluster ok. Keys whose slots differ land on different
+// processes, so a multi-key command or script whose keys do not share a
+// hash tag fails with CROSSSLOT, as on ElastiCache in cluster mode.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	dir := t.TempDir()
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		nodes[i] = start(t, func(port int) []string {
+			return append(serverArgs(port), "--dir", dir,
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
+				"--cluster-node-timeout", "5000")
+		})
+	}
+	ctx := context.Background()
+	for i, s := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		args := []any{"CLUSTER", "ADDSLOTS"}
+		for slot := i * clusterSlots / n; slot < (i+1)*clusterSlots/n; slot++ {
+			args = append(args, slot)
+		}
+		err := c.Do(ctx, args...).Err()
+		if err == nil && i > 0 {
+			err = c.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", nodes[0].port).Err()
+		}
+		c.Close()
+		if err != nil {
+			t.Fatalf("cluster node %s: %v", s.Addr(), err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the cluster to be ok on every node", func() bool {
+		for _, s := range nodes {
+			c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+			info, err := c.ClusterInfo(ctx).Result()
+			c.Close()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
+				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)+"\r\n") {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// Addrs are the servers' host:port addresses.
+func Addrs(servers []*Server) []string {
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.Addr()
+	}
+	return addrs
+}
+
+// StartReplica starts a server that replicates master, and returns once
+// its first sync is done.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := start(t, func(port int) []string {
+		return append(serverArgs(port), "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	})
+	waitFor(t, 30*time.Second, "the replica's first sync", func() bool {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+		defer c.Close()
+		info, err := c.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	return r
+}
+
+// StartSentinel starts a Sentinel for t that monitors master as name,
+// with a quorum of one and a master declared down after downAfter, and
+// returns once it answers for name.
+func StartSentinel(t testing.TB, name string, master *Server, downAfter time.Duration) *Server {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	s := start(t, func(port int) []string {
+		// Sentinel rewrites its config file, so each gets its own.
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n"+
+			"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s 10000\n",
+			port, filepath.Dir(conf), name, master.port, name, downAfter.Milliseconds(), name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel", "--loglevel", "warning"}
+	})
+	waitFor(t, 30*time.Second, "the Sentinel to know "+name, func() bool {
+		addr, err := MasterOf(s, name)
+		return err == nil && addr != ""
+	})
+	return s
+}
+
+// MasterOf asks the Sentinel s for name's master's address.
+func MasterOf(s *Server, name string) (string, error) {
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	hp, err := c.GetMasterAddrByName(context.Background(), name).Result()
+	if err != nil {
+		return "", err
+	}
+	if len(hp) != 2 {
+		return "", fmt.Errorf("sentinel answered %v", hp)
+	}
+	return hp[0] + ":" + hp[1], nil
+}
+
+// waitFor polls cond until it holds, failing t after limit. Starting
+// processes and forming a cluster take real time; there is no clock to
+// fake.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: waited %v for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
