@@ -109,14 +109,18 @@ func (p *Proxy) embeddings(w http.ResponseWriter, r *http.Request) {
 		if i == 0 {
 			p.cfg.Metrics.observeOverhead(opEmbeddings, p.cfg.Now().Sub(st.start))
 		}
+		span := st.trace.startCall(r.Context(), p.cfg.Endpoint.Host, opInvoke, modelID)
 		resp, err := p.upstream.RoundTrip(up)
 		if err != nil {
-			p.fail(w, r, proxyError(r.Context(), err))
+			e := proxyError(r.Context(), err)
+			endCall(span, nil, 0, e)
+			p.fail(w, r, e)
 			return
 		}
 		st.direct.requestID = firstNonEmpty(resp.Header.Get("X-Amzn-Requestid"), resp.Header.Get("X-Amz-Request-Id"))
 		if resp.StatusCode != http.StatusOK {
 			st.direct.errorType = sanitizeErrorType(resp.Header.Get("X-Amzn-Errortype"))
+			endCall(span, resp, 0, nil)
 			err := p.openAIUpstreamError(w, resp)
 			resp.Body.Close()
 			if err != nil {
@@ -127,7 +131,9 @@ func (p *Proxy) embeddings(w http.ResponseWriter, r *http.Request) {
 		answer, err := io.ReadAll(io.LimitReader(resp.Body, maxTapBytes))
 		resp.Body.Close()
 		if err != nil {
-			p.fail(w, r, proxyError(r.Context(), err))
+			e := proxyError(r.Context(), err)
+			endCall(span, resp, 0, e)
+			p.fail(w, r, e)
 			return
 		}
 		vecs, bodyTokens, err := model.Vectors(answer, counts[i])
@@ -137,9 +143,12 @@ func (p *Proxy) embeddings(w http.ResponseWriter, r *http.Request) {
 		}
 		st.direct.tokens.Input += tokens
 		if err != nil {
-			p.fail(w, r, &Error{Status: http.StatusBadGateway, Type: typeUnavailable, Msg: "Bedrock's answer could not be read", Err: err})
+			e := &Error{Status: http.StatusBadGateway, Type: typeUnavailable, Msg: "Bedrock's answer could not be read", Err: err}
+			endCall(span, resp, tokens, e)
+			p.fail(w, r, e)
 			return
 		}
+		endCall(span, resp, tokens, nil)
 		vectors = append(vectors, vecs...)
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -302,6 +302,51 @@ func (t *reqTrace) startUpstreamSpan(ctx context.Context, host string, st *reqSt
 	t.sentAt = time.Now()
 }
 
+// startCall starts the client span of one of the Bedrock calls a request
+// makes by itself rather than through forward (embeddings: one InvokeModel
+// per batch of texts), each its own span under the server span; nil when
+// not tracing. endCall ends it.
+func (t *reqTrace) startCall(ctx context.Context, host, op, model string) trace.Span {
+	if t == nil {
+		return nil
+	}
+	_, span := t.tracer.Start(ctx, "BedrockRuntime."+op,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attrRPCSystem.String("aws-api"), attrRPCService.String("BedrockRuntime"),
+			attrRPCMethod.String(op), attrUpstreamHost.String(host), attrGenAISystem.String(bedrockSystem),
+			attrGenAIModel.String(model)))
+	return span
+}
+
+// endCall ends a startCall span: resp is Bedrock's answer (nil when there
+// was none), inputTokens what it counted, failed why the gateway gave up
+// on the call (nil: it did not; Bedrock's exception is read from resp).
+func endCall(span trace.Span, resp *http.Response, inputTokens int64, failed *Error) {
+	if span == nil {
+		return
+	}
+	if resp != nil {
+		span.SetAttributes(attrHTTPStatus.Int(resp.StatusCode))
+		if id := firstNonEmpty(resp.Header.Get("X-Amzn-Requestid"), resp.Header.Get("X-Amz-Request-Id")); id != "" {
+			span.SetAttributes(attrAWSRequestID.String(id))
+		}
+		if resp.StatusCode != http.StatusOK {
+			span.SetAttributes(attrErrorType.String(sanitizeErrorType(resp.Header.Get("X-Amzn-Errortype"))))
+			span.SetStatus(codes.Error, "Bedrock refused the call")
+		}
+	}
+	if inputTokens > 0 {
+		span.SetAttributes(attrInputTokens.Int64(inputTokens))
+	}
+	if failed != nil {
+		span.SetAttributes(attrErrorType.String(failed.Type))
+		if failed.Status != statusClientClosed {
+			span.SetStatus(codes.Error, failed.Msg)
+		}
+	}
+	span.End()
+}
+
 // roundTripped notes the end of the exchange's first half: Bedrock's
 // response headers, or the failure to get them.
 func (t *reqTrace) roundTripped(ctx context.Context, err error) {

@@ -429,3 +429,51 @@ func BenchmarkProxyConverse4KTraced(b *testing.B) {
 	p.tracer = newTracer(tp)
 	benchConverse4K(b, p)
 }
+
+// TestTracingEmbeddings: an OpenAI embeddings request that Bedrock serves
+// in two InvokeModel calls (Titan takes one text per call) has one client
+// span per call under its server span, each with Bedrock's status,
+// request ID and token count.
+func TestTracingEmbeddings(t *testing.T) {
+	tr := newTraced(t, tracing.SamplerParentBasedAlwaysOn)
+	if code := tr.call(t, "/v1/embeddings", `{"model":"amazon.titan-embed-text-v2:0","input":["one two","three"]}`,
+		authed("Traceparent", "00-"+clientTrace1+"-"+clientSpan1+"-01")); code != http.StatusOK {
+		t.Fatalf("embeddings: status %d", code)
+	}
+	spans := tr.spans(t)[clientTrace1]
+	want := []string{
+		"Embeddings > BedrockRuntime.InvokeModel",
+		"Embeddings > BedrockRuntime.InvokeModel",
+		"Embeddings > authenticate",
+		"Embeddings > session",
+		"remote:" + clientSpan1 + " > Embeddings",
+		"session > STS.AssumeRole",
+	}
+	if got := tree(spans); !slices.Equal(got, want) {
+		t.Fatalf("embeddings trace:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var ids []any
+	var tokens int64
+	for _, s := range spans {
+		if s.Name != "BedrockRuntime.InvokeModel" {
+			continue
+		}
+		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT || s.StatusCode == tracepb.Status_STATUS_CODE_ERROR {
+			t.Errorf("call span: kind %v, status %v", s.Kind, s.StatusCode)
+		}
+		wantAttrs(t, s, map[string]any{"rpc.system": "aws-api", "rpc.service": "BedrockRuntime", "rpc.method": "InvokeModel",
+			"http.response.status_code": int64(200), "gen_ai.request.model": "amazon.titan-embed-text-v2:0"})
+		positive(t, s, "gen_ai.usage.input_tokens")
+		n, _ := s.Attrs["gen_ai.usage.input_tokens"].(int64)
+		tokens += n
+		ids = append(ids, s.Attrs["aws.request_id"])
+	}
+	if len(ids) != 2 || ids[0] == nil || ids[0] == "" || ids[0] == ids[1] {
+		t.Errorf("call spans' aws.request_id = %v, want two different IDs", ids)
+	}
+	server := spanNamed(t, spans, "Embeddings")
+	if got, _ := server.Attrs["gen_ai.usage.input_tokens"].(int64); got != tokens {
+		t.Errorf("server span input tokens %d, want the calls' sum %d", got, tokens)
+	}
+	noSecrets(t, tr)
+}
