@@ -91,7 +91,10 @@ type Tracker struct {
 	dirty   map[entryKey]struct{} // fleet: entries with pending spend
 	sweepAt time.Time             // when entries of ended periods are next dropped
 
-	flushMu sync.Mutex  // one flush at a time, so Flush waits for one in flight
+	// flushMu is held by a flush (one at a time, so Flush waits for one
+	// in flight) and shared by reads of Redis, which then see each
+	// flush's spend either in Redis or still unsent, never both.
+	flushMu sync.RWMutex
 	onLocal atomic.Bool // the last Redis call failed; for logging changes only
 	kick    chan struct{}
 	stop    chan struct{}
@@ -464,6 +467,11 @@ func (t *Tracker) views(ctx context.Context, rules []*rule, id auth.Identity, no
 	}
 	var totals []pricing.Money
 	if t.fleet != nil {
+		// Held until the totals are applied: a flush that lands in
+		// between would have its spend counted twice, in the totals
+		// and as unsent.
+		t.flushMu.RLock()
+		defer t.flushMu.RUnlock()
 		var err error
 		if totals, err = t.read(ctx, vs); err != nil {
 			t.fellBack(ctx, err)
@@ -487,10 +495,7 @@ func (t *Tracker) views(ctx context.Context, rules []*rule, id auth.Identity, no
 			e.raisePeak()
 		}
 		if e != nil {
-			// Unsent spend is not in Redis yet, except for a flush that
-			// landed between the read and here: counted twice for an
-			// instant, which errs on the side of the budget.
-			v.spent = e.view()
+			v.spent = e.view() // unsent spend is not in the totals
 		}
 	}
 	return vs, totals == nil
