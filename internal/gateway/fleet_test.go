@@ -261,7 +261,11 @@ func (f *fleetEnv) scanValues(t *testing.T) []string {
 
 // maxPerSecond is the most AssumeRole calls the fake STS saw in any
 // one-second window.
-func (f *fleetEnv) maxPerSecond() int {
+func (f *fleetEnv) maxPerSecond() int { return f.maxWithin(time.Second) }
+
+// maxWithin is the most AssumeRole calls the fake STS saw in any window
+// of d.
+func (f *fleetEnv) maxWithin(d time.Duration) int {
 	var times []time.Time
 	for _, c := range f.fake.AssumeRoleCalls() {
 		times = append(times, c.Time)
@@ -270,7 +274,7 @@ func (f *fleetEnv) maxPerSecond() int {
 	for i := range times {
 		n := 0
 		for _, u := range times[i:] {
-			if u.Sub(times[i]) < time.Second {
+			if u.Sub(times[i]) < d {
 				n++
 			}
 		}
@@ -310,13 +314,22 @@ func TestFleetSTSBudget(t *testing.T) {
 	}
 	wg.Wait()
 	most, local := f.maxPerSecond(), f.localAdmissions()
-	t.Logf("%d cold users over 3 replicas, sts.rate 100: answers %v; most AssumeRole calls in any 1s window: %d; admitted on a replica's local share: %v",
-		users, codes, most, local)
+	// The budget admits at most 100 calls in any second; each reaches the
+	// fake STS after its admission by however long its replica takes to
+	// send it. On this shared machine under -race, with 600 callers on
+	// two cores and other packages' tests beside them, that delay varied
+	// enough to put 104 arrivals, none admitted locally, in one second
+	// (2 of 4 runs of a stress run). Arrivals are judged with 100ms of
+	// delay allowed: no 900ms window may hold more than 100.
+	const slack = 100 * time.Millisecond
+	mostSlack := f.maxWithin(time.Second - slack)
+	t.Logf("%d cold users over 3 replicas, sts.rate 100: answers %v; most AssumeRole calls in any 1s window: %d, in any %v window: %d; admitted on a replica's local share: %v",
+		users, codes, most, time.Second-slack, mostSlack, local)
 	// A replica that cannot reach Redis in time (a starved CPU can make a
 	// call miss its timeout) admits on its local share by design: only
 	// those admissions may take a second past the fleet's 100.
-	if float64(most) > 100+local {
-		t.Errorf("STS saw %d AssumeRole calls in one second with %v admitted locally, want at most 100 fleet-wide", most, local)
+	if float64(mostSlack) > 100+local {
+		t.Errorf("STS saw %d AssumeRole calls in %v with %v admitted locally, want at most 100 fleet-wide", mostSlack, time.Second-slack, local)
 	}
 	for code, n := range codes {
 		if code != http.StatusOK && code != http.StatusServiceUnavailable {
