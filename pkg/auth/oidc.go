@@ -583,6 +583,9 @@ func (v *OIDCVerifier) unverifiedExpired(raw string) bool {
 	if err != nil || math.IsNaN(exp) || exp > 1<<40 {
 		return false
 	}
+	if exp < 0 {
+		return true // before 1970, and not a value int64 conversion can be trusted with
+	}
 	return time.Unix(int64(exp), 0).Add(v.leeway).Before(v.now())
 }
 

@@ -274,6 +274,7 @@ func TestOIDCExpiredWhileIdPDown(t *testing.T) {
 	}{
 		{"exp 90s ago", with(idp.Claims("a"), "exp", now.Add(-90*time.Second).Unix()), true},
 		{"exp a day ago", with(idp.Claims("a"), "exp", now.Add(-24*time.Hour).Unix()), true},
+		{"exp hugely negative", with(idp.Claims("a"), "exp", -1e300), true},
 		{"exp 30s ago, within the leeway", with(idp.Claims("a"), "exp", now.Add(-30*time.Second).Unix()), false},
 		{"exp ahead", idp.Claims("a"), false},
 		{"exp a string", with(idp.Claims("a"), "exp", "2020-01-01"), false},
@@ -786,6 +787,39 @@ func FuzzOIDCClaims(f *testing.F) {
 		}
 		if id.Method != MethodOIDC || id.Issuer != idp.Issuer() || id.Subject == "" || id.User != "fz:"+id.Subject {
 			t.Fatalf("Verify(%q) = %+v, want User fz:<non-empty subject>", payload, id)
+		}
+	})
+}
+
+// FuzzOIDCIdPDown feeds arbitrary payloads to a verifier whose IdP is
+// down: nothing is accepted, and each refusal is either unchecked
+// (ErrUnavailable) or bad (ErrInvalidCredentials: an expired exp, or a
+// token refused before its keys were needed), never both.
+func FuzzOIDCIdPDown(f *testing.F) {
+	clk := fakeclock.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	idp := fakeidp.New(f, fakeidp.WithNow(clk.Now))
+	idp.SetDown(true)
+	v, err := NewOIDCVerifier(context.Background(), OIDCConfig{
+		Issuers:    []OIDCIssuer{{Issuer: idp.Issuer(), Audiences: []string{idp.Audience()}, Alias: "fz"}},
+		HTTPClient: idp.Client(), Now: clk.Now,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	head := fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"a",`, idp.Issuer(), idp.Audience())
+	for _, exp := range []string{`1`, `-1`, `-1e300`, `1e300`, `"1"`, `"x"`, `null`, `[]`, `1.5e9`, `NaN`, `1772366400`} {
+		f.Add(head + `"exp":` + exp + `}`)
+	}
+	f.Add(`{"iss":` + fmt.Sprintf("%q", idp.Issuer()) + `}`)
+	f.Fuzz(func(t *testing.T, payload string) {
+		tok, err := idp.TrySignRaw([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := v.Verify(context.Background(), tok)
+		unchecked, bad := errors.Is(err, ErrUnavailable), errors.Is(err, ErrInvalidCredentials)
+		if err == nil || unchecked == bad {
+			t.Fatalf("Verify(%q) with the IdP down = %+v, %v; want a refusal that is either unchecked or bad", payload, id, err)
 		}
 	})
 }
