@@ -495,6 +495,9 @@ func checkRelease(t *testing.T, r *renderedRelease) {
 		if f.Redis.UsernameFile != "" {
 			files = append(files, struct{ what, path, from string }{"fleet.redis.username_file", f.Redis.UsernameFile, "secret/"})
 		}
+		if f.Redis.TLSCAFile != "" {
+			files = append(files, struct{ what, path, from string }{"fleet.redis.tls_ca_file", f.Redis.TLSCAFile, "secret/"})
+		}
 		if f.Redis.PasswordFile != "" {
 			files = append(files, struct{ what, path, from string }{"fleet.redis.password_file", f.Redis.PasswordFile, "secret/"})
 		}
@@ -694,6 +697,8 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"STS quota", []string{"config.sts.rate=100"}, "above 500/s, the stricter"},
 		{"STS quota without HPA", []string{"autoscaling.enabled=false", "replicaCount=11"}, "above 500/s, the stricter"},
 		{"fleet without Redis", []string{"fleet.enabled=true", "fleet.sessionKeys.existingSecret=s"}, "fleet.redis.url is required"},
+		{"Redis CA without TLS", []string{"fleet.enabled=true", "fleet.redis.url=redis://r:6379/0", "fleet.sessionKeys.existingSecret=s",
+			"fleet.redis.caSecret=ca"}, "fleet.redis.caSecret needs a rediss://"},
 		{"fleet without session keys", []string{"fleet.enabled=true", "fleet.redis.url=redis://r:6379/0"}, "fleet.sessionKeys.existingSecret is required"},
 		{"cert-manager without issuer", []string{"tls.certManager.enabled=true", "tls.certManager.dnsNames={a.example.com}"}, "issuerRef.name is required"},
 		{"ingress without host", []string{"ingress.enabled=true"}, "ingress.hosts"},

@@ -7,6 +7,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,7 @@ type Server struct {
 	bin  string
 	port int
 	argv []string // redis-server's arguments
+	tls  bool     // it accepts only TLS
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -73,8 +75,27 @@ func binary(t testing.TB) string {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// URL is the server's redis:// URL, database 0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is the server's redis:// URL (rediss:// for StartTLS), database 0.
+func (s *Server) URL() string {
+	if s.tls {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
+
+// StartTLS starts a redis-server for t that accepts only TLS, serving the
+// certificate and key in certFile and keyFile (and not asking clients for
+// one), and stops it when t ends.
+func StartTLS(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: binary(t), port: freePort(t), tls: true}
+	s.argv = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no",
+		"--save", "", "--appendonly", "no", "--loglevel", "warning"}
+	s.Restart()
+	t.Cleanup(s.Kill)
+	return s
+}
 
 // Kill stops the server at once (SIGKILL), as a crash would. It is a no-op
 // if the server is not running.
@@ -105,7 +126,7 @@ func (s *Server) Restart() {
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if pong(s.Addr()) {
+		if pong(s.Addr(), s.tls) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -118,9 +139,18 @@ func (s *Server) Restart() {
 	}
 }
 
-// pong reports whether a Redis server at addr answers PING.
-func pong(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+// pong reports whether a Redis server at addr answers PING, over TLS
+// (its certificate not checked: this only waits for it to start) if
+// useTLS.
+func pong(addr string, useTLS bool) bool {
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	var c net.Conn
+	var err error
+	if useTLS {
+		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return false
 	}

@@ -13,6 +13,7 @@ package fleet
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +85,10 @@ type RedisConfig struct {
 	// TLS turns on TLS for Addresses (a rediss:// URL turns it on by
 	// itself).
 	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM bundle of the CAs that sign Redis's certificate,
+	// trusted instead of the system's: a Redis or Valkey with a private
+	// CA (cert-manager in the cluster). It needs TLS on.
+	TLSCAFile string `yaml:"tls_ca_file"`
 	// UsernameFile and PasswordFile hold the AUTH credentials (a
 	// Kubernetes Secret); PasswordEnv names an environment variable
 	// holding the password instead. Credentials in the URL are refused:
@@ -125,6 +130,9 @@ func (c Config) Validate() error {
 		} else if opts.Password != "" || opts.Username != "" {
 			add("redis.url: must not carry credentials; use redis.username_file, password_file or password_env")
 		}
+	}
+	if r.TLSCAFile != "" && !r.TLS && !strings.HasPrefix(r.URL, "rediss://") {
+		add("redis.tls_ca_file: needs TLS on (a rediss:// url, or tls: true with addresses)")
 	}
 	if r.MasterName != "" && len(r.Addresses) == 0 {
 		add("redis.master_name: needs redis.addresses (the Sentinels)")
@@ -229,6 +237,21 @@ func Open(cfg Config, o Options) (*Store, error) {
 		if cfg.Redis.TLS {
 			uo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
+	}
+	if cfg.Redis.TLSCAFile != "" {
+		pem, err := os.ReadFile(o.Path(cfg.Redis.TLSCAFile))
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis.tls_ca_file: %s holds no PEM certificate", cfg.Redis.TLSCAFile)
+		}
+		if uo.TLSConfig == nil {
+			return nil, errors.New("redis.tls_ca_file: needs TLS on (a rediss:// url, or tls: true with addresses)")
+		}
+		uo.TLSConfig.MinVersion = max(uo.TLSConfig.MinVersion, tls.VersionTLS12)
+		uo.TLSConfig.RootCAs = pool
 	}
 	s := &Store{rdb: redis.NewUniversalClient(uo), prefix: cfg.KeyPrefix, timeout: cfg.Timeout, log: o.Logger, now: o.Now}
 	if s.m, err = newStoreMetrics(o.Registerer, s.Degraded); err != nil {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/bedrock-gateway/gateway/internal/configtest"
+	"github.com/bedrock-gateway/gateway/internal/devcert"
 	"github.com/bedrock-gateway/gateway/internal/fakeclock"
 	"github.com/bedrock-gateway/gateway/internal/redistest"
 )
@@ -191,5 +192,56 @@ func TestReplyErrorsCounted(t *testing.T) {
 	}
 	if got := errs("set", "error") + errs("get", "reply") + errs("get", "error"); got != 0 {
 		t.Errorf("other error counts = %v, want 0 (a missing key is an answer)", got)
+	}
+}
+
+// TestTLSWithPrivateCA: a Redis whose certificate a private CA signed is
+// reached over TLS once redis.tls_ca_file names that CA, through a
+// rediss:// URL and through addresses with tls: true; without the CA the
+// certificate is refused (the system's roots do not know it), and a CA
+// file without TLS, or without a certificate in it, is a config error.
+func TestTLSWithPrivateCA(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, err := devcert.Write(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.StartTLS(t, cert, key)
+	ping := func(c Config) error {
+		s, err := Open(c, Options{})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return s.Do(context.Background(), "ping", func(ctx context.Context, rdb redis.UniversalClient) error {
+			return rdb.Ping(ctx).Err()
+		})
+	}
+	base := DefaultConfig()
+	base.SessionKeyFile, base.Timeout = "k", time.Second
+	viaURL, viaAddrs := base, base
+	viaURL.Redis = RedisConfig{URL: srv.URL(), TLSCAFile: cert}
+	viaAddrs.Redis = RedisConfig{Addresses: []string{srv.Addr()}, TLS: true, TLSCAFile: cert}
+	for name, c := range map[string]Config{"url": viaURL, "addresses": viaAddrs} {
+		if err := ping(c); err != nil {
+			t.Errorf("%s with the CA: %v", name, err)
+		}
+		c.Redis.TLSCAFile = ""
+		if err := ping(c); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("%s without the CA: %v, want the certificate refused", name, err)
+		}
+	}
+
+	plain := base
+	plain.Redis = RedisConfig{URL: "redis://" + srv.Addr() + "/0", TLSCAFile: cert}
+	configtest.Problems(t, plain.Validate(), []string{"redis.tls_ca_file: "})
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := viaURL
+	bad.Redis.TLSCAFile = notPEM
+	if _, err := Open(bad, Options{}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("Open with a CA file holding no certificate = %v, want an error saying so", err)
 	}
 }

@@ -117,6 +117,10 @@ an error rather than a silent override.
 {{- $_ = set $redis "username_file" (printf "%s/redis/username" $etc) }}
 {{- end }}
 {{- end }}
+{{- if .Values.fleet.redis.caSecret }}
+{{- if not (hasPrefix "rediss://" .Values.fleet.redis.url) }}{{ fail "fleet.redis.caSecret needs a rediss:// fleet.redis.url (TLS)" }}{{ end }}
+{{- $_ = set $redis "tls_ca_file" (printf "%s/redis/ca.crt" $etc) }}
+{{- end }}
 {{- $_ = set $fleet "redis" $redis }}
 {{- $_ = required "fleet.sessionKeys.existingSecret is required in fleet mode (shared sessions are encrypted)" .Values.fleet.sessionKeys.existingSecret }}
 {{- $_ = set $fleet "session_key_file" (printf "%s/fleet/session-keys" $etc) }}
