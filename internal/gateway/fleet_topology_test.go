@@ -126,15 +126,17 @@ func checkFleetShared(t *testing.T, f *fleetEnv, burst int) {
 	}
 }
 
-// TestFleetSentinelFailover: when Sentinel promotes the replica of a
-// master that died, the replicas follow it and are back in shared mode,
-// one AssumeRole per new user across the fleet, with no request failed
-// along the way.
+// TestFleetSentinelFailover: three Sentinels (quorum two) watch a master
+// and its replica. When the master dies, and with it the first Sentinel
+// the gateway knows, the other two promote the replica; the gateway's
+// replicas find it through them, are back in shared mode, and cost one
+// AssumeRole per new user across the fleet, with no request failed along
+// the way.
 func TestFleetSentinelFailover(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
-	sentinel := redistest.StartSentinel(t, "gateway", master, time.Second)
-	f := startFleetOn(t, 2, fleet.RedisConfig{Addresses: []string{sentinel.Addr()}, MasterName: "gateway"}, nil)
+	sentinels := redistest.StartSentinels(t, "gateway", master, 3, 2, time.Second)
+	f := startFleetOn(t, 2, fleet.RedisConfig{Addresses: redistest.Addrs(sentinels), MasterName: "gateway"}, nil)
 	for u := range 10 {
 		if rec := f.converse(u%2, fmt.Sprintf("before%d", u)); rec.Code != http.StatusOK {
 			t.Fatalf("before the failover: %d %s", rec.Code, rec.Body)
@@ -142,6 +144,8 @@ func TestFleetSentinelFailover(t *testing.T) {
 	}
 
 	master.Kill()
+	sentinels[0].Kill()
+	sentinel := sentinels[1]
 	deadline := time.Now().Add(60 * time.Second)
 	for u := 0; ; u++ {
 		// Known users are served throughout.

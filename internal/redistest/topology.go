@@ -94,12 +94,41 @@ func StartReplica(t testing.TB, master *Server) *Server {
 // returns once it answers for name.
 func StartSentinel(t testing.TB, name string, master *Server, downAfter time.Duration) *Server {
 	t.Helper()
+	return startSentinel(t, name, master, 1, downAfter)
+}
+
+// StartSentinels starts n Sentinels for t that monitor master as name,
+// agreeing it is down when quorum of them see it so after downAfter, and
+// returns once each knows the others (found through the master, every
+// two seconds), so that a failover can be agreed.
+func StartSentinels(t testing.TB, name string, master *Server, n, quorum int, downAfter time.Duration) []*Server {
+	t.Helper()
+	ss := make([]*Server, n)
+	for i := range ss {
+		ss[i] = startSentinel(t, name, master, quorum, downAfter)
+	}
+	waitFor(t, 30*time.Second, "the Sentinels to find each other", func() bool {
+		for _, s := range ss {
+			c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr()})
+			others, err := c.Sentinels(context.Background(), name).Result()
+			c.Close()
+			if err != nil || len(others) != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return ss
+}
+
+func startSentinel(t testing.TB, name string, master *Server, quorum int, downAfter time.Duration) *Server {
+	t.Helper()
 	conf := filepath.Join(t.TempDir(), "sentinel.conf")
 	s := start(t, func(port int) []string {
 		// Sentinel rewrites its config file, so each gets its own.
-		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n"+
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n"+
 			"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s 10000\n",
-			port, filepath.Dir(conf), name, master.port, name, downAfter.Milliseconds(), name)
+			port, filepath.Dir(conf), name, master.port, quorum, name, downAfter.Milliseconds(), name)
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
