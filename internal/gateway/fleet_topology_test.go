@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bedrock-gateway/gateway/internal/redistest"
 	"github.com/bedrock-gateway/gateway/pkg/budget"
@@ -172,6 +175,69 @@ func TestFleetSentinelFailover(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+
+	before, failedBefore := f.assumeRoles(), f.redisErrors()
+	for u := range 10 {
+		for r := range 2 {
+			if rec := f.converse((u+r)%2, fmt.Sprintf("after%d", u)); rec.Code != http.StatusOK {
+				t.Fatalf("after the failover: %d %s", rec.Code, rec.Body)
+			}
+		}
+	}
+	if n, failed := f.assumeRoles()-before, f.redisErrors()-failedBefore; n < 10 || float64(n-10) > failed {
+		t.Errorf("10 new users through 2 replicas after the failover: %d AssumeRole calls with %v failed Redis calls, want 10\n%s",
+			n, failed, f.fleetMetrics())
+	}
+}
+
+// TestFleetClusterFailover: when a Cluster master dies and its replica
+// takes over its slots, the replicas serve known users throughout, find
+// the new master, are back in shared mode, and cost one AssumeRole per
+// new user across the fleet.
+func TestFleetClusterFailover(t *testing.T) {
+	t0 := time.Now()
+	masters, replicas := redistest.StartClusterWithReplicas(t, 3)
+	t.Logf("cluster up in %v", time.Since(t0))
+	f := startFleetOn(t, 2, fleet.RedisConfig{Addresses: redistest.Addrs(append(masters, replicas...))}, nil)
+	for u := range 10 {
+		if rec := f.converse(u%2, fmt.Sprintf("before%d", u)); rec.Code != http.StatusOK {
+			t.Fatalf("before the failover: %d %s", rec.Code, rec.Body)
+		}
+	}
+
+	masters[0].Kill()
+	killed := time.Now()
+	promoted := redis.NewClient(&redis.Options{Addr: replicas[0].Addr()})
+	defer promoted.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for u := 0; ; u++ {
+		if rec := f.converse(u%2, fmt.Sprintf("before%d", u%10)); rec.Code != http.StatusOK {
+			t.Fatalf("during the failover: %d %s", rec.Code, rec.Body)
+		}
+		info, err := promoted.ClusterInfo(context.Background()).Result()
+		role, _ := promoted.Do(context.Background(), "ROLE").Slice()
+		if err == nil && strings.Contains(info, "cluster_state:ok") && len(role) > 0 && role[0] == "master" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not take over within 60s (role %v)", role)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tookOver := time.Since(killed)
+	for u := 0; ; u++ {
+		f.converse(u%2, fmt.Sprintf("before%d", u%10))
+		if !f.replicas[0].fleet.Degraded() && !f.replicas[1].fleet.Degraded() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas degraded %v, %v after the failover", f.replicas[0].fleet.Degraded(), f.replicas[1].fleet.Degraded())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	t.Logf("the replica took over %v after the master died; the gateway's replicas were in shared mode again after %v",
+		tookOver.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 
 	before, failedBefore := f.assumeRoles(), f.redisErrors()
 	for u := range 10 {

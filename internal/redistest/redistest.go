@@ -38,10 +38,12 @@ func Start(t testing.TB) *Server {
 }
 
 // serverArgs are the arguments of a plain server on port: loopback only,
-// nothing persisted.
+// nothing persisted, and a replica's first sync started at once (not
+// after the default 5s wait for more replicas).
 func serverArgs(port int) []string {
 	return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning",
+		"--repl-diskless-sync-delay", "0"}
 }
 
 // start starts redis-server with the arguments argv gives for the port

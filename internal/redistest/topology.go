@@ -24,44 +24,95 @@ const clusterSlots = 16384
 // hash tag fails with CROSSSLOT, as on ElastiCache in cluster mode.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	masters, _ := startCluster(t, n, false, 5*time.Second)
+	return masters
+}
+
+// StartClusterWithReplicas is StartCluster with one replica per master,
+// and a node timeout of two seconds (five for StartCluster): a master
+// that dies is replaced by its replica within a few seconds.
+// replicas[i] replicates masters[i].
+func StartClusterWithReplicas(t testing.TB, n int) (masters, replicas []*Server) {
+	t.Helper()
+	return startCluster(t, n, true, 2*time.Second)
+}
+
+// startCluster starts n masters, each with a replica if withReplicas,
+// whose nodes judge another failed after nodeTimeout without an answer.
+func startCluster(t testing.TB, n int, withReplicas bool, nodeTimeout time.Duration) (masters, replicas []*Server) {
+	t.Helper()
 	dir := t.TempDir()
-	nodes := make([]*Server, n)
-	for i := range nodes {
-		nodes[i] = start(t, func(port int) []string {
+	node := func() *Server {
+		return start(t, func(port int) []string {
 			return append(serverArgs(port), "--dir", dir,
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
-				"--cluster-node-timeout", "5000")
+				"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10))
 		})
 	}
+	for range n {
+		masters = append(masters, node())
+		if withReplicas {
+			replicas = append(replicas, node())
+		}
+	}
+	all := append(append([]*Server(nil), masters...), replicas...)
 	ctx := context.Background()
-	for i, s := range nodes {
+	do := func(s *Server, args ...any) (any, error) {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		defer c.Close()
+		return c.Do(ctx, args...).Result()
+	}
+	for i, s := range masters {
 		args := []any{"CLUSTER", "ADDSLOTS"}
 		for slot := i * clusterSlots / n; slot < (i+1)*clusterSlots/n; slot++ {
 			args = append(args, slot)
 		}
-		err := c.Do(ctx, args...).Err()
-		if err == nil && i > 0 {
-			err = c.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", nodes[0].port).Err()
-		}
-		c.Close()
-		if err != nil {
+		if _, err := do(s, args...); err != nil {
 			t.Fatalf("cluster node %s: %v", s.Addr(), err)
 		}
 	}
-	waitFor(t, 30*time.Second, "the cluster to be ok on every node", func() bool {
-		for _, s := range nodes {
-			c := redis.NewClient(&redis.Options{Addr: s.Addr()})
-			info, err := c.ClusterInfo(ctx).Result()
-			c.Close()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
-				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)+"\r\n") {
+	for _, s := range all[1:] {
+		if _, err := do(s, "CLUSTER", "MEET", "127.0.0.1", all[0].port); err != nil {
+			t.Fatalf("cluster node %s: %v", s.Addr(), err)
+		}
+	}
+	known := func(s *Server, what string) bool {
+		info, err := do(s, "CLUSTER", "INFO")
+		str, _ := info.(string)
+		return err == nil && strings.Contains(str, what)
+	}
+	waitFor(t, 30*time.Second, "every node to know the others", func() bool {
+		for _, s := range all {
+			if !known(s, "cluster_known_nodes:"+strconv.Itoa(len(all))+"\r\n") {
 				return false
 			}
 		}
 		return true
 	})
-	return nodes
+	for i, r := range replicas {
+		id, err := do(masters[i], "CLUSTER", "MYID")
+		if err == nil {
+			_, err = do(r, "CLUSTER", "REPLICATE", id)
+		}
+		if err != nil {
+			t.Fatalf("cluster replica %s: %v", r.Addr(), err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the cluster to be ok on every node, each replica in sync", func() bool {
+		for _, s := range all {
+			if !known(s, "cluster_state:ok") {
+				return false
+			}
+		}
+		for _, r := range replicas {
+			info, err := do(r, "INFO", "replication")
+			if str, _ := info.(string); err != nil || !strings.Contains(str, "master_link_status:up") {
+				return false
+			}
+		}
+		return true
+	})
+	return masters, replicas
 }
 
 // Addrs are the servers' host:port addresses.
