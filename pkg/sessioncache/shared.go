@@ -132,14 +132,15 @@ func (c *Cache) fillShared(ctx context.Context, key string, spec tenancy.Session
 			return local()
 		}
 		if held {
-			waited(waitTakeover)
 			defer unlock()
 			// The previous holder may have stored its session between
-			// our read and our lock.
+			// our read and our lock: then the wait was answered by it.
 			if e, err := c.loadShared(sctx, key, done); err == nil && e != nil {
+				waited(waitShared)
 				c.sm.lookups.WithLabelValues(sharedHit).Inc()
 				return e, nil
 			}
+			waited(waitTakeover)
 			c.sm.lookups.WithLabelValues(sharedMiss).Inc()
 			return c.fillAndShare(ctx, key, spec, cls)
 		}
