@@ -77,7 +77,7 @@ type Config struct {
 
 // RedisConfig locates Redis. Exactly one of URL (a single server:
 // redis://, or rediss:// for TLS), Addresses with MasterName (Sentinel) or
-// Addresses alone (Cluster).
+// Addresses alone (Cluster: its nodes, or one configuration endpoint).
 type RedisConfig struct {
 	URL        string   `yaml:"url"`
 	Addresses  []string `yaml:"addresses"`
@@ -234,6 +234,11 @@ func Open(cfg Config, o Options) (*Store, error) {
 		uo.Addrs, uo.DB, uo.TLSConfig = []string{opts.Addr}, opts.DB, opts.TLSConfig
 	} else {
 		uo.Addrs, uo.MasterName = cfg.Redis.Addresses, cfg.Redis.MasterName
+		// Addresses without a master name are a Cluster's, even one: a
+		// configuration endpoint (ElastiCache). Left to count them, the
+		// client would take a single address for a plain server and
+		// send every key there, to be refused with MOVED.
+		uo.IsClusterMode = cfg.Redis.MasterName == ""
 		if cfg.Redis.TLS {
 			uo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
