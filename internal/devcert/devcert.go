@@ -19,8 +19,9 @@ import (
 )
 
 // Write writes a self-signed certificate for localhost and
-// 127.0.0.1 (cert.pem, usable as its own CA bundle) and its key (key.pem)
-// to dir. `gateway dev` uses it because the AWS SDK for Go sends bearer
+// 127.0.0.1 (cert.pem, usable as its own CA bundle, and as a client
+// certificate too: the nodes of a TLS Redis Cluster in tests present it to
+// each other) and its key (key.pem) to dir. `gateway dev` uses it because the AWS SDK for Go sends bearer
 // tokens only over HTTPS.
 func Write(dir string, now time.Time) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -37,7 +38,7 @@ func Write(dir string, now time.Time) (certFile, keyFile string, err error) {
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(30 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},

@@ -90,10 +90,19 @@ func (s *Server) URL() string {
 // one), and stops it when t ends.
 func StartTLS(t testing.TB, certFile, keyFile string) *Server {
 	t.Helper()
+	return startTLS(t, certFile, keyFile, nil)
+}
+
+// startTLS is StartTLS with more arguments.
+func startTLS(t testing.TB, certFile, keyFile string, more func(port int) []string) *Server {
+	t.Helper()
 	s := &Server{t: t, bin: binary(t), port: freePort(t), tls: true}
 	s.argv = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning"}
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
+		"--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--loglevel", "warning"}
+	if more != nil {
+		s.argv = append(s.argv, more(s.port)...)
+	}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,17 @@ const clusterSlots = 16384
 // hash tag fails with CROSSSLOT, as on ElastiCache in cluster mode.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	masters, _ := startCluster(t, n, false, 5*time.Second)
+	masters, _ := startCluster(t, clusterSpec{masters: n, nodeTimeout: 5 * time.Second})
+	return masters
+}
+
+// StartTLSCluster is StartCluster with every node accepting only TLS,
+// serving the certificate and key in certFile and keyFile (which must be
+// its own CA: the nodes check each other with it), clients and cluster
+// bus alike.
+func StartTLSCluster(t testing.TB, n int, certFile, keyFile string) []*Server {
+	t.Helper()
+	masters, _ := startCluster(t, clusterSpec{masters: n, nodeTimeout: 5 * time.Second, certFile: certFile, keyFile: keyFile})
 	return masters
 }
 
@@ -34,31 +45,50 @@ func StartCluster(t testing.TB, n int) []*Server {
 // replicas[i] replicates masters[i].
 func StartClusterWithReplicas(t testing.TB, n int) (masters, replicas []*Server) {
 	t.Helper()
-	return startCluster(t, n, true, 2*time.Second)
+	return startCluster(t, clusterSpec{masters: n, replicas: true, nodeTimeout: 2 * time.Second})
 }
 
-// startCluster starts n masters, each with a replica if withReplicas,
-// whose nodes judge another failed after nodeTimeout without an answer.
-func startCluster(t testing.TB, n int, withReplicas bool, nodeTimeout time.Duration) (masters, replicas []*Server) {
+// clusterSpec is a Cluster to start: masters, each with a replica if
+// replicas; nodes judge another failed after nodeTimeout without an
+// answer; with certFile and keyFile, TLS only.
+type clusterSpec struct {
+	masters           int
+	replicas          bool
+	nodeTimeout       time.Duration
+	certFile, keyFile string
+}
+
+func startCluster(t testing.TB, spec clusterSpec) (masters, replicas []*Server) {
 	t.Helper()
 	dir := t.TempDir()
 	node := func() *Server {
-		return start(t, func(port int) []string {
-			return append(serverArgs(port), "--dir", dir,
-				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
-				"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10))
-		})
+		cluster := func(port int) []string {
+			return []string{"--dir", dir,
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-" + strconv.Itoa(port) + ".conf",
+				"--cluster-node-timeout", strconv.FormatInt(spec.nodeTimeout.Milliseconds(), 10)}
+		}
+		if spec.certFile != "" {
+			return startTLS(t, spec.certFile, spec.keyFile, func(port int) []string {
+				return append(cluster(port), "--tls-cluster", "yes", "--tls-replication", "yes")
+			})
+		}
+		return start(t, func(port int) []string { return append(serverArgs(port), cluster(port)...) })
 	}
+	n := spec.masters
 	for range n {
 		masters = append(masters, node())
-		if withReplicas {
+		if spec.replicas {
 			replicas = append(replicas, node())
 		}
 	}
 	all := append(append([]*Server(nil), masters...), replicas...)
 	ctx := context.Background()
 	do := func(s *Server, args ...any) (any, error) {
-		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		o := &redis.Options{Addr: s.Addr()}
+		if s.tls {
+			o.TLSConfig = &tls.Config{InsecureSkipVerify: true} // setting up, not testing
+		}
+		c := redis.NewClient(o)
 		defer c.Close()
 		return c.Do(ctx, args...).Result()
 	}

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -197,9 +198,10 @@ func TestReplyErrorsCounted(t *testing.T) {
 
 // TestTLSWithPrivateCA: a Redis whose certificate a private CA signed is
 // reached over TLS once redis.tls_ca_file names that CA, through a
-// rediss:// URL and through addresses with tls: true; without the CA the
-// certificate is refused (the system's roots do not know it), and a CA
-// file without TLS, or without a certificate in it, is a config error.
+// rediss:// URL (one server) and through addresses with tls: true (a
+// three-node Cluster, given one address); without the CA the certificate
+// is refused (the system's roots do not know it), and a CA file without
+// TLS, or without a certificate in it, is a config error.
 func TestTLSWithPrivateCA(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, err := devcert.Write(dir, time.Now())
@@ -207,21 +209,28 @@ func TestTLSWithPrivateCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := redistest.StartTLS(t, cert, key)
+	cluster := redistest.StartTLSCluster(t, 3, cert, key)
 	ping := func(c Config) error {
 		s, err := Open(c, Options{})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		return s.Do(context.Background(), "ping", func(ctx context.Context, rdb redis.UniversalClient) error {
-			return rdb.Ping(ctx).Err()
+		// Keys in slots all over the Cluster: each node is reached.
+		return s.Do(context.Background(), "set", func(ctx context.Context, rdb redis.UniversalClient) error {
+			for i := range 30 {
+				if err := rdb.Set(ctx, fmt.Sprint("k", i), "v", time.Minute).Err(); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	}
 	base := DefaultConfig()
 	base.SessionKeyFile, base.Timeout = "k", time.Second
 	viaURL, viaAddrs := base, base
 	viaURL.Redis = RedisConfig{URL: srv.URL(), TLSCAFile: cert}
-	viaAddrs.Redis = RedisConfig{Addresses: []string{srv.Addr()}, TLS: true, TLSCAFile: cert}
+	viaAddrs.Redis = RedisConfig{Addresses: []string{cluster[0].Addr()}, TLS: true, TLSCAFile: cert}
 	for name, c := range map[string]Config{"url": viaURL, "addresses": viaAddrs} {
 		if err := ping(c); err != nil {
 			t.Errorf("%s with the CA: %v", name, err)
