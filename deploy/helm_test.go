@@ -696,9 +696,13 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"key store path set in config", []string{"config.auth.api_keys_file=/k.json"}, "apiKeys"},
 		{"STS quota", []string{"config.sts.rate=100"}, "above 500/s, the stricter"},
 		{"STS quota without HPA", []string{"autoscaling.enabled=false", "replicaCount=11"}, "above 500/s, the stricter"},
-		{"fleet without Redis", []string{"fleet.enabled=true", "fleet.sessionKeys.existingSecret=s"}, "fleet.redis.url is required"},
+		{"fleet without Redis", []string{"fleet.enabled=true", "fleet.sessionKeys.existingSecret=s"}, "fleet.redis.url (or fleet.redis.addresses) is required"},
+		{"Redis twice", []string{"fleet.enabled=true", "fleet.sessionKeys.existingSecret=s", "fleet.redis.url=redis://r:6379/0",
+			"fleet.redis.addresses={r:6379}"}, "set url or addresses, not both"},
+		{"Redis CA without TLS to addresses", []string{"fleet.enabled=true", "fleet.sessionKeys.existingSecret=s",
+			"fleet.redis.addresses={r:6379}", "fleet.redis.caSecret=ca"}, "fleet.redis.caSecret needs TLS"},
 		{"Redis CA without TLS", []string{"fleet.enabled=true", "fleet.redis.url=redis://r:6379/0", "fleet.sessionKeys.existingSecret=s",
-			"fleet.redis.caSecret=ca"}, "fleet.redis.caSecret needs a rediss://"},
+			"fleet.redis.caSecret=ca"}, "fleet.redis.caSecret needs TLS"},
 		{"fleet without session keys", []string{"fleet.enabled=true", "fleet.redis.url=redis://r:6379/0"}, "fleet.sessionKeys.existingSecret is required"},
 		{"cert-manager without issuer", []string{"tls.certManager.enabled=true", "tls.certManager.dnsNames={a.example.com}"}, "issuerRef.name is required"},
 		{"ingress without host", []string{"ingress.enabled=true"}, "ingress.hosts"},
@@ -719,6 +723,16 @@ func TestHelmChartRefuses(t *testing.T) {
 	}
 	if r := decodeRelease(t, out); r.config.Fleet.ExpectedReplicas != 2 {
 		t.Errorf("fleet.expected_replicas = %d, want autoscaling.minReplicas (2)", r.config.Fleet.ExpectedReplicas)
+	}
+	// A Cluster's configuration endpoint over TLS with a private CA.
+	out, err = renderChart(t, helm, nil, "fleet.enabled=true", "fleet.redis.addresses={cfg.example.cache.amazonaws.com:6379}",
+		"fleet.redis.tls=true", "fleet.redis.caSecret=ca", "fleet.sessionKeys.existingSecret=s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeRelease(t, out).config.Fleet.Redis; r.URL != "" || !slices.Equal(r.Addresses, []string{"cfg.example.cache.amazonaws.com:6379"}) ||
+		!r.TLS || r.TLSCAFile == "" || r.MasterName != "" {
+		t.Errorf("fleet.redis = %+v, want the one address with TLS and the CA file", r)
 	}
 }
 

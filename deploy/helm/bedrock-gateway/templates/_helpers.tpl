@@ -110,7 +110,17 @@ an error rather than a silent override.
 {{- $_ = set $auth "api_keys_file" (printf "%s/keys.json" $etc) }}
 {{- $_ = set $c "auth" $auth }}
 {{- if .Values.fleet.enabled }}
-{{- $redis := dict "url" (required "fleet.redis.url is required in fleet mode" .Values.fleet.redis.url) }}
+{{- $r := .Values.fleet.redis }}
+{{- if and $r.url $r.addresses }}{{ fail "fleet.redis: set url or addresses, not both" }}{{ end }}
+{{- if not (or $r.url $r.addresses) }}{{ fail "fleet.redis.url (or fleet.redis.addresses) is required in fleet mode" }}{{ end }}
+{{- $redis := dict }}
+{{- if $r.url }}
+{{- $_ = set $redis "url" $r.url }}
+{{- else }}
+{{- $_ = set $redis "addresses" $r.addresses }}
+{{- if $r.masterName }}{{ $_ = set $redis "master_name" $r.masterName }}{{ end }}
+{{- if $r.tls }}{{ $_ = set $redis "tls" true }}{{ end }}
+{{- end }}
 {{- if .Values.fleet.redis.existingSecret }}
 {{- $_ = set $redis "password_env" (include "bedrock-gateway.redisPasswordEnv" .) }}
 {{- if .Values.fleet.redis.usernameKey }}
@@ -118,7 +128,7 @@ an error rather than a silent override.
 {{- end }}
 {{- end }}
 {{- if .Values.fleet.redis.caSecret }}
-{{- if not (hasPrefix "rediss://" .Values.fleet.redis.url) }}{{ fail "fleet.redis.caSecret needs a rediss:// fleet.redis.url (TLS)" }}{{ end }}
+{{- if not (or (hasPrefix "rediss://" $r.url) (and $r.addresses $r.tls)) }}{{ fail "fleet.redis.caSecret needs TLS: a rediss:// fleet.redis.url, or fleet.redis.addresses with fleet.redis.tls" }}{{ end }}
 {{- $_ = set $redis "tls_ca_file" (printf "%s/redis/ca.crt" $etc) }}
 {{- end }}
 {{- $_ = set $fleet "redis" $redis }}
