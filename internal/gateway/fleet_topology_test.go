@@ -200,7 +200,9 @@ func TestFleetClusterFailover(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the replica did not take over within 60s (role %v)", role)
+			nodes, _ := promoted.ClusterNodes(context.Background()).Result()
+			repl, _ := promoted.Info(context.Background(), "replication").Result()
+			t.Fatalf("the replica did not take over within 60s (role %v)\nCLUSTER NODES:\n%s\n%s", role, nodes, repl)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -174,12 +175,35 @@ func pong(addr string, useTLS bool) bool {
 	return err == nil && strings.HasPrefix(line, "+PONG")
 }
 
+// Servers listen below Linux's ephemeral port range (32768-60999 by
+// default), and so do Cluster bus ports (the port plus 10000). A port in
+// that range, once its server is killed, can become the local port of a
+// connection to itself (a TCP self-connect): a Cluster node that pings a
+// dead master's bus port then reads its own pings back, the master never
+// looks dead, and its replica is never promoted.
+const (
+	portLow  = 10000
+	portHigh = 22000 // bus ports up to 32000
+	busShift = 10000
+)
+
+// freePort returns a port in [portLow, portHigh) that, with its bus port,
+// is free now.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	free := func(p int) bool {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		if p := portLow + rand.IntN(portHigh-portLow); free(p) && free(p+busShift) {
+			return p
+		}
+	}
+	t.Fatalf("redistest: no free port in [%d, %d)", portLow, portHigh)
+	return 0
 }
