@@ -154,12 +154,15 @@ func TestServerLimits(t *testing.T) {
 	}()
 	addr := ln.Addr().String()
 
+	// The server's read_header_timeout runs from when it accepted the
+	// connection, which can be before Dial returns here: the clock starts
+	// before Dial, so that the cut can never look early.
+	start := time.Now()
 	slow, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	start := time.Now()
 	if _, err := io.WriteString(slow, "POST /model/m/converse HTTP/1.1\r\nHost: gw\r\nX-Slow: "); err != nil {
 		t.Fatal(err)
 	}
