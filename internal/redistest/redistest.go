@@ -26,6 +26,7 @@ type Server struct {
 	bin  string
 	port int
 	argv []string // redis-server's arguments
+	dir  string   // its working directory, where it writes any file (a replica's RDB, a Cluster node's nodes.conf)
 	tls  bool     // it accepts only TLS
 
 	mu  sync.Mutex
@@ -51,7 +52,7 @@ func serverArgs(port int) []string {
 // start picks.
 func start(t testing.TB, argv func(port int) []string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: binary(t), port: freePort(t)}
+	s := &Server{t: t, bin: binary(t), port: freePort(t), dir: t.TempDir()}
 	s.argv = argv(s.port)
 	s.Restart()
 	t.Cleanup(s.Kill)
@@ -97,7 +98,7 @@ func StartTLS(t testing.TB, certFile, keyFile string) *Server {
 // startTLS is StartTLS with more arguments.
 func startTLS(t testing.TB, certFile, keyFile string, more func(port int) []string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: binary(t), port: freePort(t), tls: true}
+	s := &Server{t: t, bin: binary(t), port: freePort(t), dir: t.TempDir(), tls: true}
 	s.argv = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
 		"--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--loglevel", "warning"}
@@ -132,6 +133,7 @@ func (s *Server) Restart() {
 		return
 	}
 	cmd := exec.Command(s.bin, s.argv...)
+	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}

@@ -1,6 +1,11 @@
 package redistest
 
-import "testing"
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"testing"
+)
 
 func TestStartKillRestart(t *testing.T) {
 	s := Start(t)
@@ -14,5 +19,15 @@ func TestStartKillRestart(t *testing.T) {
 	s.Restart()
 	if !pong(s.Addr(), false) {
 		t.Fatal("no PONG after Restart")
+	}
+}
+
+// TestFilesStayInTempDirs: a replica's first sync writes an RDB file; it
+// goes to the server's own directory, not the package under test.
+func TestFilesStayInTempDirs(t *testing.T) {
+	StartReplica(t, Start(t))
+	if _, err := os.Stat("dump.rdb"); !errors.Is(err, fs.ErrNotExist) {
+		os.Remove("dump.rdb")
+		t.Errorf("dump.rdb in the working directory (%v): a server wrote outside its directory", err)
 	}
 }

@@ -60,11 +60,9 @@ type clusterSpec struct {
 
 func startCluster(t testing.TB, spec clusterSpec) (masters, replicas []*Server) {
 	t.Helper()
-	dir := t.TempDir()
 	node := func() *Server {
 		cluster := func(port int) []string {
-			return []string{"--dir", dir,
-				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-" + strconv.Itoa(port) + ".conf",
+			return []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", strconv.FormatInt(spec.nodeTimeout.Milliseconds(), 10)}
 		}
 		if spec.certFile != "" {
