@@ -131,7 +131,7 @@ func (c Config) Validate() error {
 			add("redis.url: must not carry credentials; use redis.username_file, password_file or password_env")
 		}
 	}
-	if r.TLSCAFile != "" && !r.TLS && !strings.HasPrefix(r.URL, "rediss://") {
+	if tlsOn := strings.HasPrefix(r.URL, "rediss://") || r.URL == "" && r.TLS; r.TLSCAFile != "" && !tlsOn {
 		add("redis.tls_ca_file: needs TLS on (a rediss:// url, or tls: true with addresses)")
 	}
 	if r.MasterName != "" && len(r.Addresses) == 0 {
@@ -252,9 +252,7 @@ func Open(cfg Config, o Options) (*Store, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("redis.tls_ca_file: %s holds no PEM certificate", cfg.Redis.TLSCAFile)
 		}
-		if uo.TLSConfig == nil {
-			return nil, errors.New("redis.tls_ca_file: needs TLS on (a rediss:// url, or tls: true with addresses)")
-		}
+		// Validate made sure TLS is on, so TLSConfig is set.
 		uo.TLSConfig.MinVersion = max(uo.TLSConfig.MinVersion, tls.VersionTLS12)
 		uo.TLSConfig.RootCAs = pool
 	}

@@ -244,6 +244,8 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	plain := base
 	plain.Redis = RedisConfig{URL: "redis://" + srv.Addr() + "/0", TLSCAFile: cert}
 	configtest.Problems(t, plain.Validate(), []string{"redis.tls_ca_file: "})
+	plain.Redis.TLS = true // tls: applies to addresses only; a redis:// url stays plain
+	configtest.Problems(t, plain.Validate(), []string{"redis.tls_ca_file: "})
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
